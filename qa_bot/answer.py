@@ -1,0 +1,251 @@
+"""Extractive answers: pick the sentences of the retrieved passages that answer the question.
+
+Every answer is built from the documents' own sentences, each followed by [n] where
+citations[n-1] is the passage it was quoted from, so nothing can be invented.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .index import Index
+from .retriever import Passage
+from .textnorm import has_cjk, script_of, to_simplified, tokenize
+
+_SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
+# Question words and particles carry no content: they must not make a sentence look relevant.
+_QUESTION_WORDS = re.compile(
+    r"什么|甚么|哪些|哪里|哪儿|哪个|哪位|哪一|哪|谁|几|多少|如何|怎样|怎么|为什么|为何|是否|吗|呢|吧|请问|"
+    r"的|了|是|在|有|和|与|及|之|对|把|被|让|给|从|向|于|以|为|这|那|其|该|此|个|位|次|年|月|日"
+)
+_ELLIPTICAL_ZH = re.compile(r"^(那|那么|还有|另外|至于)|呢[？?]?$|^(他|她|它|他们|她们|其|该|这|此)")
+_ELLIPTICAL_EN = re.compile(r"^(and|what about|how about)\b|\b(he|she|it|they|him|her|them|his|its|their|that|this)\b", re.I)
+
+MAX_QUOTES = 3
+PASSAGES_READ = 3
+
+MESSAGES = {
+    "not_found": {
+        "zh-hant": "文件中沒有找到這個問題的答案。以下是最接近的段落，供您參考。",
+        "zh-hans": "文档中没有找到这个问题的答案。以下是最接近的段落，供您参考。",
+        "en": "The documents do not seem to answer this question. The closest passages are listed below.",
+    },
+    "empty_index": {
+        "zh-hant": "索引中還沒有文件。請先加入文件。",
+        "zh-hans": "索引中还没有文件。请先添加文件。",
+        "en": "The index holds no documents yet. Add some documents first.",
+    },
+}
+
+
+@dataclass
+class Quote:
+    """One quoted sentence: where it sits in its citation and in the original document."""
+
+    text: str
+    citation: int  # 1-based: the [n] marker
+    passage_start: int  # offsets into citations[n-1].text
+    passage_end: int
+    start: int  # offsets into the original document
+    end: int
+    score: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Answer:
+    """Quotations with [n] markers; citations[n-1] is the passage behind [n]."""
+
+    text: str
+    citations: list[Passage]
+    found: bool
+    quotes: list[Quote] = field(default_factory=list)
+    language: str = "zh-hant"
+    query: str = ""  # what was searched (the question, completed from history for follow-ups)
+
+    def highlights(self, n: int) -> list[tuple[int, int]]:
+        """The (start, end) ranges of citations[n-1].text quoted in the answer."""
+        return [(q.passage_start, q.passage_end) for q in self.quotes if q.citation == n]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "found": self.found,
+            "language": self.language,
+            "query": self.query,
+            "quotes": [q.to_dict() for q in self.quotes],
+            "citations": [
+                {**p.to_dict(), "n": n, "highlights": self.highlights(n)} for n, p in enumerate(self.citations, 1)
+            ],
+        }
+
+
+def message(key: str, language: str) -> str:
+    return MESSAGES[key].get(language, MESSAGES[key]["en"])
+
+
+def _history_questions(history: list | None) -> list[str]:
+    """User questions from a history of (question, answer) pairs or {"role", "content"} messages."""
+    questions = []
+    for turn in history or []:
+        if isinstance(turn, dict):
+            if turn.get("role") == "user" and isinstance(turn.get("content"), str):
+                questions.append(turn["content"])
+        elif isinstance(turn, (list, tuple)) and turn and isinstance(turn[0], str):
+            questions.append(turn[0])
+    return questions
+
+
+def is_elliptical(question: str) -> bool:
+    """A follow-up that leans on the conversation: short, or opening with 那/他/what about ...."""
+    stripped = question.strip()
+    simplified = to_simplified(stripped)
+    if has_cjk(stripped):
+        content = _QUESTION_WORDS.sub("", re.sub(r"[\W_]+", "", simplified))
+        return bool(_ELLIPTICAL_ZH.search(simplified)) or len(content) <= 3
+    return bool(_ELLIPTICAL_EN.search(stripped)) or len(stripped.split()) <= 3
+
+
+def contextual_query(question: str, history: list | None) -> str:
+    """Fold the previous question into an elliptical follow-up ("那湖北呢？" after "福建省政協主席是誰？")."""
+    previous = _history_questions(history)
+    if previous and is_elliptical(question):
+        return f"{previous[-1]} {question}"
+    return question
+
+
+class SentencePicker:
+    """Scores sentences by idf-weighted overlap with the question (on Simplified uni+bigrams)."""
+
+    def __init__(self, index: Index):
+        self.idf = _idf_table(index)
+        self.default_idf = math.log(1 + max(1, len(index.chunks)))
+
+    def weights(self, question: str) -> Counter:
+        content = _QUESTION_WORDS.sub(" ", to_simplified(question))
+        return Counter({t: self.idf.get(t, self.default_idf) for t in tokenize(content)})
+
+    def overlap(self, weights: Counter, sentence: str) -> float:
+        """Share of the question's weight found in the sentence (0..1)."""
+        total = sum(weights.values())
+        if not total:
+            return 0.0
+        tokens = set(tokenize(sentence))
+        return sum(w for t, w in weights.items() if t in tokens) / total
+
+
+def _idf_table(index: Index) -> dict[str, float]:
+    """BM25 idf per token, from the document frequencies held in the bm25s matrix."""
+    bm25 = index.bm25
+    if bm25 is None:
+        return {}
+    indptr = np.asarray(bm25.scores["indptr"])
+    df = np.diff(indptr)
+    n = max(1, len(index.chunks))
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    return {token: float(idf[i]) for token, i in bm25.vocab_dict.items() if i < len(idf)}
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of a passage, whitespace trimmed."""
+    spans = []
+    for match in _SENTENCE.finditer(text):
+        start, end = match.start(), match.end()
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end > start:
+            spans.append((start, end))
+    return spans
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """Thresholds for "the documents answer this" (calibrated in docs/evaluation.md)."""
+
+    min_similarity: float = 0.80  # top passage's dense cosine, below which nothing is relevant
+    confident_similarity: float = 0.85  # above this, dense similarity alone is enough
+    min_overlap: float = 0.35  # share of the question's content found in the best sentence
+    passage_weight: float = 0.25  # how much the passage's retrieval score counts for its sentences
+    keep_ratio: float = 0.85  # extra sentences must score this close to the best one
+
+
+@dataclass
+class _Candidate:
+    citation: int
+    start: int
+    end: int
+    score: float
+    overlap: float
+
+
+def compose(
+    question: str,
+    query: str,
+    passages: list[Passage],
+    index: Index,
+    picker: SentencePicker,
+    sentence_similarity: list[list[float]] | None = None,
+    settings: AnswerSettings = AnswerSettings(),
+) -> Answer:
+    """Choose the sentences that answer the question and assemble the cited answer.
+
+    sentence_similarity[i][j], when given, is the dense cosine of the question with
+    sentence j of passage i (used for questions without CJK, where overlap is blind).
+    """
+    language = script_of(question)
+    if not passages:
+        return Answer(message("empty_index", language), [], False, [], language, query)
+    weights = picker.weights(query) + picker.weights(question)
+    top_score = passages[0].score or 1.0
+    candidates: list[_Candidate] = []
+    for rank, passage in enumerate(passages[:PASSAGES_READ]):
+        prior = settings.passage_weight * passage.score / top_score
+        for j, (start, end) in enumerate(sentence_spans(passage.text)):
+            overlap = picker.overlap(weights, passage.text[start:end])
+            semantic = sentence_similarity[rank][j] if sentence_similarity else 0.0
+            candidates.append(_Candidate(rank + 1, start, end, overlap + semantic + prior, overlap))
+    if not candidates:
+        return Answer(message("not_found", language), passages, False, [], language, query)
+    best = max(candidates, key=lambda c: c.score)
+    if not _is_relevant(passages[0], best, has_cjk(question), settings):
+        return Answer(message("not_found", language), passages, False, [], language, query)
+    chosen = [best] + [
+        c for c in sorted(candidates, key=lambda c: -c.score)
+        if c is not best and c.score >= settings.keep_ratio * best.score and c.overlap > 0
+    ][: MAX_QUOTES - 1]
+    chosen.sort(key=lambda c: (c.citation, c.start))
+    # Cite only the passages quoted, numbered in order; the rest follow as further reading.
+    order = list(dict.fromkeys(c.citation for c in chosen))
+    order += [n for n in range(1, len(passages) + 1) if n not in order]
+    renumber = {old: new for new, old in enumerate(order, 1)}
+    citations = [passages[old - 1] for old in order]
+    quotes = []
+    for c in chosen:
+        passage = passages[c.citation - 1]
+        chunk = index.chunks[passage.chunk_id]
+        quotes.append(
+            Quote(
+                passage.text[c.start : c.end], renumber[c.citation], c.start, c.end,
+                chunk.original_offset(c.start), chunk.original_offset(c.end - 1) + 1, c.score,
+            )
+        )
+    text = "".join(f"{q.text}[{q.citation}]" for q in quotes)
+    return Answer(text, citations, True, quotes, language, query)
+
+
+def _is_relevant(top: Passage, best: _Candidate, cjk_question: bool, settings: AnswerSettings) -> bool:
+    """Relevant when the top passage is close in meaning and (for Chinese) the sentence shares content."""
+    if top.similarity < settings.min_similarity:
+        return False
+    if not cjk_question or top.similarity >= settings.confident_similarity:
+        return True
+    return best.overlap >= settings.min_overlap

@@ -1,0 +1,374 @@
+"""QABot: documents in, passages and answers out. Ties loading, chunking, index and retrieval together."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
+from .chunking import ChunkSettings, chunk_text
+from .config import Settings
+from .index import ChunkRecord, DocumentInfo, Index, IndexCorruptError, IndexMissingError, runs_from_offsets
+from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
+from .retriever import Passage, Retriever, check_question
+from .textnorm import has_cjk
+
+if TYPE_CHECKING:
+    from .models import Embedder
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IndexReport:
+    """What a write operation did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    embedded: int = 0  # passages embedded (the rest came from the existing index)
+    passages: int = 0  # passages in the index afterwards
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Loaded:
+    name: str
+    path: Path
+    text: str
+    sha256: str
+    size: int
+
+
+def _classify(
+    loaded: list[_Loaded], documents: dict[str, DocumentInfo], report: IndexReport, same_path_only: bool
+) -> list[_Loaded]:
+    """Sort loaded files into added / updated / unchanged; return those that need (re)indexing.
+
+    With same_path_only, a file whose name is taken by a different file from elsewhere is
+    refused instead of silently replacing it.
+    """
+    changed = []
+    for doc in loaded:
+        existing = documents.get(doc.name)
+        if existing and existing.sha256 == doc.sha256:
+            report.unchanged.append(doc.name)
+        elif existing and same_path_only and existing.path != str(doc.path.resolve()):
+            report.errors[str(doc.path)] = (
+                f"a different document named {doc.name!r} is already indexed (from {existing.path}); "
+                "rename the file or remove the other document first"
+            )
+        else:
+            (report.updated if existing else report.added).append(doc.name)
+            changed.append(doc)
+    return changed
+
+
+def document_files(docs_dir: Path) -> list[Path]:
+    """Supported files under a folder, sorted; hidden files and folders skipped, symlink loops safe."""
+    if not docs_dir.is_dir():
+        raise DocumentError(f"documents folder {docs_dir} does not exist")
+    files = []
+    for path in sorted(docs_dir.rglob("*")):
+        relative = path.relative_to(docs_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
+            files.append(path)
+    return files
+
+
+class QABot:
+    """Question answering over one index directory.
+
+    Reads are lock-free on an immutable Index snapshot; writes are serialised by a
+    thread lock and a file lock (across processes), and swap the snapshot when done.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path | None = None,
+        docs_dir: str | Path | None = None,
+        model: str | None = None,
+        embedder: Embedder | None = None,
+        chunking: ChunkSettings = ChunkSettings(),
+    ):
+        settings = Settings()
+        self.index_dir = Path(index_dir) if index_dir is not None else settings.index_dir
+        self.docs_dir = Path(docs_dir) if docs_dir is not None else settings.docs_dir
+        self._model = model if model is not None else settings.model
+        self._embedder = embedder
+        self.chunking = chunking
+        self._index: Index | None = None
+        self._picker: tuple[Index, SentencePicker] | None = None
+        self._write_lock = threading.RLock()
+        self._load_lock = threading.Lock()
+
+    # -- components ----------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            with self._load_lock:
+                if self._embedder is None:
+                    from .models import Embedder  # imports torch: only when a model is needed
+
+                    self._embedder = Embedder(self._model)
+        return self._embedder
+
+    @property
+    def index(self) -> Index:
+        """The current snapshot, loaded from disk on first use."""
+        if self._index is None:
+            with self._load_lock:
+                if self._index is None:
+                    self._index = Index.load(self.index_dir)
+        return self._index
+
+    def exists(self) -> bool:
+        return (self.index_dir / "manifest.json").is_file()
+
+    def ensure_index(self, progress: Progress | None = None) -> None:
+        """Build the index from docs_dir if there is none yet."""
+        if not self.exists():
+            self.rebuild(progress=progress)
+
+    # -- reading -------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentInfo]:
+        """Indexed documents, sorted by name."""
+        return [info for _, info in sorted(self.index.documents.items())]
+
+    def retrieve(self, question: str, k: int = 5) -> list[Passage]:
+        """The k passages that best match the question, best first."""
+        index = self.index
+        self._check_model(index)
+        return Retriever(index, self.embedder).search(question, k)
+
+    def ask(self, question: str, history: list | None = None) -> Answer:
+        """An answer made of quoted sentences with [n] citations; found=False when nothing answers it.
+
+        history: earlier turns, as (question, answer) pairs or {"role", "content"} messages;
+        an elliptical follow-up ("那湖北呢？") is completed with the previous question.
+        """
+        index = self.index
+        self._check_model(index)
+        question = check_question(question)
+        query = contextual_query(question, history)
+        retriever = Retriever(index, self.embedder)
+        query_vector = self.embedder.encode_query(query)
+        passages = retriever.search(query, k=5, query_vector=query_vector)
+        similarity = None
+        if not has_cjk(question) and passages:
+            similarity = self._sentence_similarity(passages[:PASSAGES_READ], query_vector)
+        return compose(question, query, passages, index, self._picker_for(index), similarity)
+
+    def _sentence_similarity(self, passages: list[Passage], query_vector: np.ndarray) -> list[list[float]]:
+        """Dense cosine of the question with each sentence of the passages (questions without CJK)."""
+        spans = [sentence_spans(p.text) for p in passages]
+        sentences = [p.text[s:e] for p, passage_spans in zip(passages, spans) for s, e in passage_spans]
+        scores = iter((self.embedder.encode_passages(sentences) @ query_vector).tolist())
+        return [[next(scores) for _ in passage_spans] for passage_spans in spans]
+
+    def _picker_for(self, index: Index) -> SentencePicker:
+        cached = self._picker
+        if cached is None or cached[0] is not index:
+            cached = (index, SentencePicker(index))
+            self._picker = cached
+        return cached[1]
+
+    def source_text(self, name: str) -> str:
+        """The original text of an indexed document (what passage offsets refer to)."""
+        info = self.index.documents.get(name)
+        if info is None:
+            raise KeyError(f"no document named {name!r} in the index")
+        text = load_text(Path(info.path))
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != info.sha256:
+            raise DocumentError(f"{name} changed on disk since it was indexed; run `qa-bot index update`")
+        return text
+
+    # -- writing -------------------------------------------------------------------
+
+    def rebuild(self, docs_dir: str | Path | None = None, progress: Progress | None = None) -> IndexReport:
+        """Index every supported file under docs_dir from scratch (unchanged passages are not re-embedded)."""
+        started = time.perf_counter()
+        if docs_dir is not None:
+            self.docs_dir = Path(docs_dir)
+        report = IndexReport()
+        loaded = self._load_files(document_files(self.docs_dir), report)
+        with self._writing():
+            previous = self._current_or_none(require_same_model=False)
+            report.added = [doc.name for doc in loaded]
+            self._commit(previous, loaded, keep=set(), report=report, progress=progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def add_documents(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IndexReport:
+        """Upsert documents: new ones are added, changed ones replaced, identical ones skipped."""
+        started = time.perf_counter()
+        report = IndexReport()
+        loaded = self._load_files([Path(p) for p in paths], report)
+        with self._writing():
+            previous = self._current_or_none(require_same_model=True)
+            documents = previous.documents if previous else {}
+            changed = _classify(loaded, documents, report, same_path_only=True)
+            if changed or previous is None:
+                keep = set(documents) - {doc.name for doc in changed}
+                self._commit(previous, changed, keep, report, progress)
+            else:
+                report.passages = len(previous.chunks)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def update(self, docs_dir: str | Path | None = None, progress: Progress | None = None) -> IndexReport:
+        """Sync the index with the documents folder: add new files, replace changed ones, drop deleted ones."""
+        started = time.perf_counter()
+        if docs_dir is not None:
+            self.docs_dir = Path(docs_dir)
+        report = IndexReport()
+        loaded = self._load_files(document_files(self.docs_dir), report)
+        with self._writing():
+            previous = self._current_or_none(require_same_model=False)
+            documents = previous.documents if previous else {}
+            changed = _classify(loaded, documents, report, same_path_only=False)
+            # A file that exists but failed to load keeps its old passages rather than vanishing.
+            present = {doc.name for doc in loaded} | {self._name_for(Path(p)) for p in report.errors}
+            report.removed = sorted(set(documents) - present)
+            if changed or report.removed or previous is None:
+                keep = set(documents) - {doc.name for doc in changed} - set(report.removed)
+                self._commit(previous, changed, keep, report, progress)
+            else:
+                report.passages = len(previous.chunks)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove_documents(self, names: Iterable[str]) -> IndexReport:
+        """Remove documents (by indexed name) so that none of their passages can be returned again."""
+        started = time.perf_counter()
+        report = IndexReport()
+        with self._writing():
+            previous = self._current_or_none(require_same_model=False)
+            documents = previous.documents if previous else {}
+            for name in names:
+                if name in documents:
+                    report.removed.append(name)
+                else:
+                    report.errors[name] = f"no document named {name!r} in the index"
+            if report.removed:
+                keep = set(documents) - set(report.removed)
+                self._commit(previous, [], keep, report, None)
+            elif previous is not None:
+                report.passages = len(previous.chunks)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- internals -----------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Serialise writers: in this process (thread lock) and across processes (file lock)."""
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with self._write_lock, FileLock(str(self.index_dir / ".write.lock")):
+            yield
+
+    def _check_model(self, index: Index) -> None:
+        if index.model != self.embedder.model_id:
+            raise IndexCorruptError(
+                f"the index at {self.index_dir} was built with model {index.model!r} but the configured model "
+                f"is {self.embedder.model_id!r}; rebuild it with `qa-bot index build`"
+            )
+
+    def _current_or_none(self, require_same_model: bool) -> Index | None:
+        """The latest index on disk (another process may have written it), or None."""
+        try:
+            current = Index.load(self.index_dir)
+        except IndexMissingError:
+            return None
+        except IndexCorruptError:
+            if require_same_model:
+                raise
+            return None
+        same = current.model == self.embedder.model_id and current.settings == self.chunking.as_dict()
+        if not same and require_same_model:
+            raise IndexCorruptError(
+                f"the index at {self.index_dir} was built with model {current.model!r} and chunker "
+                f"{current.settings}; this bot uses {self.embedder.model_id!r} and {self.chunking.as_dict()}. "
+                "Run `qa-bot index build` to rebuild it"
+            )
+        return current if same else None
+
+    def _load_files(self, paths: Sequence[Path], report: IndexReport) -> list[_Loaded]:
+        loaded: dict[str, _Loaded] = {}
+        for path in paths:
+            try:
+                data_text = load_text(path)
+            except (DocumentError, OSError) as error:
+                report.errors[str(path)] = str(error)
+                continue
+            name = self._name_for(path)
+            if name in loaded:
+                report.errors[str(path)] = f"two files in this batch are named {name!r}; rename one"
+                continue
+            raw = data_text.encode("utf-8")
+            loaded[name] = _Loaded(name, path, data_text, hashlib.sha256(raw).hexdigest(), path.stat().st_size)
+        return list(loaded.values())
+
+    def _name_for(self, path: Path) -> str:
+        """Documents under docs_dir are named by their relative path, others by file name."""
+        try:
+            return path.resolve().relative_to(self.docs_dir.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+    def _commit(
+        self,
+        previous: Index | None,
+        new_docs: list[_Loaded],
+        keep: set[str],
+        report: IndexReport,
+        progress: Progress | None,
+    ) -> None:
+        """Build the new snapshot (reusing embeddings of unchanged passages), save it, swap it in."""
+        embedder = self.embedder
+        old_chunks = previous.chunks if previous else []
+        old_vectors = previous.vectors() if previous else np.zeros((0, embedder.dim), np.float32)
+        cache = {chunk.index_text(): old_vectors[i] for i, chunk in enumerate(old_chunks)}
+        chunks = [chunk for chunk in old_chunks if chunk.source in keep]
+        documents = {name: info for name, info in (previous.documents if previous else {}).items() if name in keep}
+        for doc in new_docs:
+            doc_chunks = [
+                ChunkRecord(
+                    doc.name, c.start, c.end, c.text, c.context, c.kind,
+                    doc.text.count("\n", 0, c.start) + 1, runs_from_offsets(c.offsets),
+                )
+                for c in chunk_text(doc.text, self.chunking)
+            ]
+            chunks.extend(doc_chunks)
+            documents[doc.name] = DocumentInfo(
+                doc.name, doc.sha256, doc.size, len(doc.text), len(doc_chunks), str(doc.path.resolve())
+            )
+        texts = [chunk.index_text() for chunk in chunks]
+        missing = sorted({text for text in texts if text not in cache})
+        if missing:
+            for text, vector in zip(missing, embedder.encode_passages(missing, progress=progress)):
+                cache[text] = vector
+        vectors = np.stack([cache[text] for text in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
+        index = Index.build(embedder.model_id, embedder.dim, self.chunking.as_dict(), chunks, vectors, documents)
+        index.save(self.index_dir)
+        self._index = index
+        report.embedded = len(missing)
+        report.passages = len(chunks)

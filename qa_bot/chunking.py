@@ -1,0 +1,153 @@
+"""Sentence-aware chunks of cleaned text that know their place in the original."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .layout import Mapped, Unit, clean
+
+_SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…+|\.(?=\s))[」』”’\"）)】]*\s*")
+_CLAUSE_END = re.compile(r"[，、,：:]\s*|\s+")
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """Chunk sizes in characters; recorded in the index manifest."""
+
+    min_chars: int = 150
+    max_chars: int = 350
+    hard_max_chars: int = 500
+    max_overlap_chars: int = 150
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Chunk:
+    """A passage: cleaned text, its original span and the heading that gives it context."""
+
+    text: str
+    offsets: list[int]  # original offset of every character of text
+    context: str  # document title / section heading, used for matching only
+    kind: str  # "paragraph" | "caption"
+
+    @property
+    def start(self) -> int:
+        return self.offsets[0]
+
+    @property
+    def end(self) -> int:
+        return max(self.offsets) + 1
+
+
+@dataclass
+class _Piece:
+    body: Mapped
+    paragraph: int  # index of the unit the piece comes from
+
+
+def split_sentences(body: Mapped) -> list[Mapped]:
+    """Sentences ending at 。！？；… (with closing quotes), or at '. ' in Latin text."""
+    sentences = []
+    start = 0
+    for match in _SENTENCE_END.finditer(body.text):
+        if match.end() > start:
+            sentences.append(body.slice(start, match.end()))
+            start = match.end()
+    if start < len(body.text):
+        sentences.append(body.slice(start, len(body.text)))
+    return [sentence for sentence in sentences if sentence.text.strip()]
+
+
+def _split_long(sentence: Mapped, settings: ChunkSettings) -> list[Mapped]:
+    """Cut a sentence longer than hard_max_chars at clause boundaries (or hard, as a last resort)."""
+    parts = []
+    rest = sentence
+    while len(rest.text) > settings.hard_max_chars:
+        cut = 0
+        for match in _CLAUSE_END.finditer(rest.text, 0, settings.max_chars):
+            cut = match.end()
+        if cut < settings.min_chars:
+            cut = settings.max_chars
+        parts.append(rest.slice(0, cut))
+        rest = rest.slice(cut, len(rest.text))
+    parts.append(rest)
+    return parts
+
+
+def _groups(units: list[Unit]) -> list[tuple[str, str, list[_Piece]]]:
+    """Runs of units that may share a chunk: a section's heading(s) and paragraphs, or adjacent captions."""
+    groups: list[list] = []
+    previous_kind = ""
+    for index, unit in enumerate(units):
+        after_heading = previous_kind == "heading"
+        if not groups or (unit.kind == "heading" and not after_heading) or (
+            unit.kind != "heading" and not after_heading and unit.kind != previous_kind
+        ):
+            groups.append([unit.heading, "", []])
+        if unit.kind != "heading" and not groups[-1][1]:
+            groups[-1][1] = unit.kind
+        groups[-1][0] = unit.heading
+        previous_kind = unit.kind
+        groups[-1][2].append(_Piece(unit.body, index))
+    return [(context, kind or "paragraph", pieces) for context, kind, pieces in groups]
+
+
+def _sentences(pieces: list[_Piece], settings: ChunkSettings) -> list[_Piece]:
+    return [
+        _Piece(part, piece.paragraph)
+        for piece in pieces
+        for sentence in split_sentences(piece.body)
+        for part in _split_long(sentence, settings)
+    ]
+
+
+def _join(pieces: list[_Piece]) -> Mapped:
+    joined = Mapped()
+    for previous, piece in zip([None, *pieces], pieces):
+        if previous is None or previous.paragraph == piece.paragraph:
+            joined.append(piece.body)
+        else:
+            joined.append(piece.body, previous.body.end, "\n")
+    return joined
+
+
+def chunk_units(units: list[Unit], settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    """Pack sentences into chunks of min..max chars, never over hard_max, with one sentence of overlap."""
+    chunks: list[Chunk] = []
+    for context, kind, pieces in _groups(units):
+        sentences = _sentences(pieces, settings)
+        current: list[_Piece] = []
+        size = 0
+        for sentence in sentences:
+            length = len(sentence.body.text)
+            paragraph_break = bool(current) and current[-1].paragraph != sentence.paragraph
+            full = size + length > settings.max_chars or (paragraph_break and size >= settings.min_chars)
+            if current and full and (size >= settings.min_chars or size + length > settings.hard_max_chars):
+                chunks.append(_make_chunk(current, context, kind))
+                last = current[-1]
+                keep = (
+                    not paragraph_break
+                    and len(current) > 1
+                    and len(last.body.text) <= settings.max_overlap_chars
+                    and len(last.body.text) + length <= settings.max_chars
+                )
+                current = [last] if keep else []
+                size = len(last.body.text) if keep else 0
+            current.append(sentence)
+            size += length
+        if current:
+            chunks.append(_make_chunk(current, context, kind))
+    return chunks
+
+
+def _make_chunk(pieces: list[_Piece], context: str, kind: str) -> Chunk:
+    joined = _join(pieces)
+    return Chunk(joined.text, joined.offsets, context, kind)
+
+
+def chunk_text(original: str, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    """Layout repair + chunking of one document's original text."""
+    return chunk_units(clean(original), settings)

@@ -1,0 +1,138 @@
+"""Hybrid retrieval: dense (FAISS) + lexical (BM25 on Simplified tokens), fused by normalised scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .index import ChunkRecord, Index
+from .textnorm import has_cjk, tokenize
+
+if TYPE_CHECKING:
+    from .models import Embedder
+
+MAX_QUESTION_CHARS = 2000  # longer questions are cut for matching (the model reads 512 tokens anyway)
+CANDIDATES = 100
+
+
+@dataclass
+class Passage:
+    """A retrieved passage. original_text[start:end] is where `text` came from."""
+
+    text: str
+    source: str
+    start: int
+    end: int
+    score: float
+    similarity: float = 0.0  # dense cosine between the question and the passage
+    line: int = 0  # 1-based line of `start` in the source
+    context: str = ""  # heading above the passage
+    chunk_id: int = -1
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """Weight of the dense side; BM25 gets the rest (dropped for questions without CJK)."""
+
+    dense_weight: float = 0.3
+    candidates: int = CANDIDATES
+
+
+def check_question(question: str) -> str:
+    """Reject empty questions; cut very long ones. Returns the text to match."""
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, not {type(question).__name__}")
+    cleaned = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in question).strip()
+    if not cleaned:
+        raise ValueError("the question is empty: type a question about the documents")
+    return cleaned[:MAX_QUESTION_CHARS]
+
+
+def _minmax(scores: np.ndarray) -> np.ndarray:
+    if scores.size == 0:
+        return scores
+    low, high = float(scores.min()), float(scores.max())
+    if high - low < 1e-9:
+        return np.ones_like(scores)
+    return (scores - low) / (high - low)
+
+
+def _to_passage(chunk_id: int, chunk: ChunkRecord, score: float, similarity: float) -> Passage:
+    return Passage(
+        chunk.text, chunk.source, chunk.start, chunk.end, score, similarity, chunk.line, chunk.context, chunk_id
+    )
+
+
+def _overlaps(a: Passage, b: Passage) -> bool:
+    """True when two passages of one source share more than half of the shorter one."""
+    if a.source != b.source:
+        return False
+    shared = min(a.end, b.end) - max(a.start, b.start)
+    return shared > 0.5 * min(a.end - a.start, b.end - b.start)
+
+
+class Retriever:
+    """Searches one Index snapshot."""
+
+    def __init__(self, index: Index, embedder: Embedder, fusion: FusionSettings = FusionSettings()):
+        self.index = index
+        self.embedder = embedder
+        self.fusion = fusion
+
+    def dense_scores(self, query_vector: np.ndarray, n: int) -> dict[int, float]:
+        scores, ids = self.index.dense.search(query_vector[None, :].astype(np.float32), n)
+        return {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
+
+    def lexical_scores(self, question: str, n: int) -> dict[int, float]:
+        bm25 = self.index.bm25
+        tokens = [token for token in tokenize(question) if token in bm25.vocab_dict] if bm25 else []
+        if not tokens:
+            return {}
+        scores = bm25.get_scores(tokens)
+        top = np.argsort(-scores)[:n]
+        return {int(i): float(scores[i]) for i in top if scores[i] > 0}
+
+    def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
+        """The k best passages for a question, best first, with fused scores in [0, 1]."""
+        query = check_question(question)
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if not self.index.chunks:
+            return []
+        n = min(self.fusion.candidates, len(self.index.chunks))
+        if query_vector is None:
+            query_vector = self.embedder.encode_query(query)
+        dense = self.dense_scores(query_vector, n)
+        lexical = self.lexical_scores(query, n) if has_cjk(query) else {}
+        fused = self.fuse(dense, lexical)
+        ranked = sorted(fused.items(), key=lambda item: -item[1])
+        passages: list[Passage] = []
+        for chunk_id, score in ranked:
+            similarity = dense.get(chunk_id)
+            if similarity is None:
+                similarity = float(self.index.dense.reconstruct(chunk_id) @ query_vector)
+            passage = _to_passage(chunk_id, self.index.chunks[chunk_id], score, similarity)
+            if not any(_overlaps(passage, kept) for kept in passages):
+                passages.append(passage)
+            if len(passages) == k:
+                break
+        return passages
+
+    def fuse(self, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+        """α·(dense cosine, min-max over candidates) + (1−α)·(BM25 / best BM25)."""
+        if not lexical:
+            return dense
+        ids = sorted(set(dense) | set(lexical))
+        dense_raw = np.array([dense.get(i, np.nan) for i in ids])
+        floor = np.nanmin(dense_raw)
+        dense_norm = _minmax(np.where(np.isnan(dense_raw), floor, dense_raw))
+        lexical_raw = np.array([lexical.get(i, 0.0) for i in ids])
+        lexical_norm = lexical_raw / lexical_raw.max()
+        alpha = self.fusion.dense_weight
+        fused = alpha * dense_norm + (1 - alpha) * lexical_norm
+        return dict(zip(ids, fused.tolist()))

