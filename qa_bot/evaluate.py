@@ -1,0 +1,125 @@
+"""Evaluation harness behind `qa-bot eval`: retrieval recall/MRR, answer and citation hits, latency."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .bot import QABot
+from .retriever import Passage
+
+_SPACE = re.compile(r"\s+")
+
+
+def load_questions(path: Path) -> list[dict]:
+    """JSONL lines of {"question", "answers", optional "source"/"start"/"end", "lang", "id"}."""
+    questions = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if "question" not in item or "answers" not in item:
+                raise ValueError(f"{path}:{number}: each line needs 'question' and 'answers'")
+            questions.append(item)
+    return questions
+
+
+def _squash(text: str) -> str:
+    return _SPACE.sub("", text)
+
+
+def _contains_answer(text: str, answers: list[str]) -> bool:
+    squashed = _squash(text)
+    return any(_squash(answer) in squashed for answer in answers)
+
+
+def _gold_rank(passages: list[Passage], item: dict) -> int | None:
+    """1-based rank of the first passage overlapping the gold span, None if absent."""
+    for rank, passage in enumerate(passages, 1):
+        if passage.source == item["source"] and passage.start < item["end"] and item["start"] < passage.end:
+            return rank
+    return None
+
+
+def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
+    """Run every question through retrieve() and ask(); return overall and per-language metrics."""
+    questions = load_questions(questions_path)
+    rows = []
+    for item in questions:
+        started = time.perf_counter()
+        passages = bot.retrieve(item["question"], k=k)
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        answer = bot.ask(item["question"], item.get("history"))
+        ask_ms = (time.perf_counter() - started) * 1000
+        answers = item["answers"]
+        row = {"id": item.get("id"), "lang": item.get("lang", ""), "answerable": bool(answers),
+               "found": answer.found, "retrieve_ms": retrieve_ms, "ask_ms": ask_ms}
+        if answers:
+            row["answer_hit"] = answer.found and _contains_answer(answer.text, answers)
+            row["citation_hit"] = any(_contains_answer(p.text, answers) for p in answer.citations)
+            row["top1_holds_answer"] = bool(passages) and _contains_answer(passages[0].text, answers)
+            if "source" in item and "start" in item:
+                rank = _gold_rank(passages, item)
+                row["recall@1"] = rank == 1
+                row["recall@5"] = rank is not None and rank <= 5
+                row["rr@10"] = 1.0 / rank if rank is not None and rank <= 10 else 0.0
+        rows.append(row)
+    report = {"questions": len(rows), "overall": _summarise(rows), "by_language": {}}
+    by_language = defaultdict(list)
+    for row in rows:
+        if row["lang"]:
+            by_language[row["lang"]].append(row)
+    report["by_language"] = {lang: _summarise(group) for lang, group in sorted(by_language.items())}
+    report["misses"] = [r["id"] for r in rows if r["answerable"] and not r.get("answer_hit")]
+    return report
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [float(row[key]) for row in rows if key in row]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _summarise(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    latencies = {
+        name: np.percentile([r[f"{name}_ms"] for r in rows], [50, 95]).round(1).tolist() if rows else None
+        for name in ("retrieve", "ask")
+    }
+    return {
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "recall@1": _mean(answerable, "recall@1"),
+        "recall@5": _mean(answerable, "recall@5"),
+        "mrr@10": _mean(answerable, "rr@10"),
+        "top1_holds_answer": _mean(answerable, "top1_holds_answer"),
+        "answer_hit": _mean(answerable, "answer_hit"),
+        "citation_hit": _mean(answerable, "citation_hit"),
+        "found_rate": _mean(answerable, "found"),
+        "no_answer_rate": (
+            round(sum(not r["found"] for r in unanswerable) / len(unanswerable), 4) if unanswerable else None
+        ),
+        "retrieve_ms_p50_p95": latencies["retrieve"],
+        "ask_ms_p50_p95": latencies["ask"],
+    }
+
+
+def format_table(report: dict) -> str:
+    """A small Markdown table: one column for all questions, one per language."""
+    columns = {"all": report["overall"], **report["by_language"]}
+    metrics = [key for key in report["overall"] if any(col.get(key) is not None for col in columns.values())]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for key in metrics:
+        cells = []
+        for column in columns.values():
+            value = column.get(key)
+            cells.append("–" if value is None else (f"{value[0]} / {value[1]}" if isinstance(value, list) else str(value)))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{report['questions']} questions; misses: {', '.join(map(str, report['misses'][:30])) or 'none'}"

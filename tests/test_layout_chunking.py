@@ -1,0 +1,95 @@
+"""Layout repair and chunking: offsets always point at the original characters."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa_bot.chunking import ChunkSettings, chunk_text, split_sentences
+from qa_bot.layout import Mapped, clean
+
+from conftest import SEED_FILE
+
+SEED = SEED_FILE.read_text(encoding="utf-8")
+
+
+def assert_maps_to_original(text: str, offsets: list[int], original: str) -> None:
+    assert len(text) == len(offsets)
+    for char, offset in zip(text, offsets):
+        assert 0 <= offset < len(original)
+        assert char == original[offset] or (char in " \n" and original[offset].isspace()), (char, offset)
+
+
+def test_broken_lines_are_rejoined_without_spaces():
+    paragraphs = [u.body.text for u in clean(SEED) if u.kind == "paragraph"]
+    joined = "".join(paragraphs)
+    assert "成績來之不易" in joined
+    assert "廣泛開展專題協商" in joined
+    assert "協商議政質量模式" in joined  # joined across the photo caption that interrupts it
+
+
+def test_headings_and_captions_are_found():
+    units = clean(SEED)
+    headings = [u.body.text for u in units if u.kind == "heading"]
+    captions = [u.body.text for u in units if u.kind == "caption"]
+    assert "北京：堅持黨的領導是根本原則" in headings
+    assert "湖北：優化銜接機制 提高協商質量" in headings
+    assert len(captions) == 5 and all(c.endswith(("新華社", "資料圖片")) for c in captions)
+    hubei = next(u for u in units if u.kind == "paragraph" and u.body.text.startswith("湖北省政協主席"))
+    assert hubei.heading.startswith("湖北：")
+
+
+def test_seed_chunks_map_to_original_and_respect_sizes():
+    chunks = chunk_text(SEED)
+    assert 15 <= len(chunks) <= 40
+    for chunk in chunks:
+        assert_maps_to_original(chunk.text, chunk.offsets, SEED)
+        assert len(chunk.text) <= ChunkSettings().hard_max_chars + 40  # + a heading line
+    covered = set()
+    for chunk in chunks:
+        covered.update(chunk.offsets)
+    visible = {i for i, ch in enumerate(SEED) if not ch.isspace()}
+    assert visible <= covered, "every visible character of the document lands in some chunk"
+
+
+def test_sentences_end_at_chinese_punctuation_and_closing_quotes():
+    text = "他說：「我們來了。」然後走了！真的嗎？是的；好…… End. Next"
+    sentences = [s.text for s in split_sentences(Mapped(text, list(range(len(text)))))]
+    assert sentences == ["他說：「我們來了。」", "然後走了！", "真的嗎？", "是的；", "好…… ", "End. ", "Next"]
+
+
+def test_long_sentence_is_split_under_the_hard_limit():
+    text = "，".join(["這是一個很長的句子片段"] * 120) + "。"
+    chunks = chunk_text(text)
+    assert len(chunks) > 1
+    assert all(len(c.text) <= ChunkSettings().hard_max_chars for c in chunks)
+    assert "".join(c.text for c in chunks).replace("\n", "") .startswith("這是")
+
+
+def test_latin_lines_are_joined_with_a_space():
+    text = "This line is broken\nin the middle of a sentence.\n\nNext paragraph here."
+    chunks = chunk_text(text)
+    assert "broken in the middle" in chunks[0].text
+    assert_maps_to_original(chunks[0].text, chunks[0].offsets, text)
+
+
+_texts = st.text(
+    alphabet=st.sampled_from(list("政協委員會議。，！？；「」\n \u3000abc.123：——資料圖片新華社#\r\t")) | st.characters(),
+    max_size=1500,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_texts)
+def test_property_offsets_valid_and_every_character_chunked(text):
+    chunks = chunk_text(text)
+    covered = set()
+    for chunk in chunks:
+        assert chunk.text.strip()
+        assert_maps_to_original(chunk.text, chunk.offsets, text)
+        assert 0 <= chunk.start < chunk.end <= len(text)
+        covered.update(chunk.offsets)
+    visible = {i for i, ch in enumerate(text) if not re.match(r"[\s\ufeff]", ch)}
+    assert visible <= covered
