@@ -169,13 +169,22 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    """Thresholds for "the documents answer this" (calibrated in docs/evaluation.md)."""
+    """Thresholds for "the documents answer this" (calibrated in docs/evaluation.md).
 
-    min_similarity: float = 0.80  # top passage's dense cosine, below which nothing is relevant
-    confident_similarity: float = 0.85  # above this, dense similarity alone is enough
-    min_overlap: float = 0.35  # share of the question's content found in the best sentence
+    Chinese questions: the top passage's dense cosine must reach min_similarity, and
+    below confident_similarity the best sentence must also share min_overlap of the
+    question's content. Questions without CJK cannot be matched lexically against
+    Chinese text, so the best sentence's cosine must reach min_sentence_similarity.
+    """
+
+    min_similarity: float = 0.80
+    confident_similarity: float = 0.83
+    min_overlap: float = 0.35
+    min_sentence_similarity: float = 0.77
     passage_weight: float = 0.25  # how much the passage's retrieval score counts for its sentences
     keep_ratio: float = 0.85  # extra sentences must score this close to the best one
+    window_weight: float = 0.8  # overlap counted over the previous + this sentence, discounted
+    heading_weight: float = 0.7  # headings and bylines are context, rarely the answer
 
 
 @dataclass
@@ -185,6 +194,7 @@ class _Candidate:
     end: int
     score: float
     overlap: float
+    similarity: float
 
 
 def compose(
@@ -204,19 +214,30 @@ def compose(
     language = script_of(question)
     if not passages:
         return Answer(message("empty_index", language), [], False, [], language, query)
-    weights = picker.weights(query) + picker.weights(question)
+    weights = picker.weights(question)
+    if query != question:  # a follow-up: the earlier question's words count, but less
+        weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
+            {t: 0.5 * w for t, w in picker.weights(query).items()}
+        )
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
     for rank, passage in enumerate(passages[:PASSAGES_READ]):
         prior = settings.passage_weight * passage.score / top_score
-        for j, (start, end) in enumerate(sentence_spans(passage.text)):
+        spans = sentence_spans(passage.text)
+        for j, (start, end) in enumerate(spans):
             overlap = picker.overlap(weights, passage.text[start:end])
+            if j:  # the subject is often in the sentence before ("楊靜…表示，…；…創造彝州經驗；")
+                window = passage.text[spans[j - 1][0] : end]
+                overlap = max(overlap, settings.window_weight * picker.overlap(weights, window))
             semantic = sentence_similarity[rank][j] if sentence_similarity else 0.0
-            candidates.append(_Candidate(rank + 1, start, end, overlap + semantic + prior, overlap))
+            score = overlap + semantic + prior
+            if _is_heading_line(passage, start, end):
+                score *= settings.heading_weight
+            candidates.append(_Candidate(rank + 1, start, end, score, overlap, semantic))
     if not candidates:
         return Answer(message("not_found", language), passages, False, [], language, query)
     best = max(candidates, key=lambda c: c.score)
-    if not _is_relevant(passages[0], best, has_cjk(question), settings):
+    if not _is_relevant(passages[0], candidates, best, language != "en", settings):
         return Answer(message("not_found", language), passages, False, [], language, query)
     chosen = [best] + [
         c for c in sorted(candidates, key=lambda c: -c.score)
@@ -242,10 +263,18 @@ def compose(
     return Answer(text, citations, True, quotes, language, query)
 
 
-def _is_relevant(top: Passage, best: _Candidate, cjk_question: bool, settings: AnswerSettings) -> bool:
-    """Relevant when the top passage is close in meaning and (for Chinese) the sentence shares content."""
+def _is_heading_line(passage: Passage, start: int, end: int) -> bool:
+    """True for a line of the passage that is (part of) its section heading."""
+    line = passage.text[start:end]
+    return "\n" in passage.text[end : end + 1] and bool(passage.context) and line in passage.context
+
+
+def _is_relevant(
+    top: Passage, candidates: list[_Candidate], best: _Candidate, cjk_question: bool, settings: AnswerSettings
+) -> bool:
+    """Whether the best passages answer the question at all (see AnswerSettings)."""
+    if not cjk_question:
+        return max(c.similarity for c in candidates) >= settings.min_sentence_similarity
     if top.similarity < settings.min_similarity:
         return False
-    if not cjk_question or top.similarity >= settings.confident_similarity:
-        return True
-    return best.overlap >= settings.min_overlap
+    return top.similarity >= settings.confident_similarity or best.overlap >= settings.min_overlap

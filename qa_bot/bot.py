@@ -20,7 +20,7 @@ from .config import Settings
 from .index import ChunkRecord, DocumentInfo, Index, IndexCorruptError, IndexMissingError, runs_from_offsets
 from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
 from .retriever import Passage, Retriever, check_question
-from .textnorm import has_cjk
+from .textnorm import script_of
 
 if TYPE_CHECKING:
     from .models import Embedder
@@ -173,7 +173,7 @@ class QABot:
         query_vector = self.embedder.encode_query(query)
         passages = retriever.search(query, k=5, query_vector=query_vector)
         similarity = None
-        if not has_cjk(question) and passages:
+        if script_of(question) == "en" and passages:
             similarity = self._sentence_similarity(passages[:PASSAGES_READ], query_vector)
         return compose(question, query, passages, index, self._picker_for(index), similarity)
 

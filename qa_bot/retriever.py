@@ -40,6 +40,7 @@ class FusionSettings:
     """Weight of the dense side; BM25 gets the rest (dropped for questions without CJK)."""
 
     dense_weight: float = 0.3
+    method: str = "minmax"  # or "zscore"
     candidates: int = CANDIDATES
 
 
@@ -124,15 +125,30 @@ class Retriever:
         return passages
 
     def fuse(self, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
-        """α·(dense cosine, min-max over candidates) + (1−α)·(BM25 / best BM25)."""
+        """Weighted sum of normalised dense and BM25 scores over the union of both candidate lists.
+
+        "minmax": dense cosine min-max scaled, BM25 divided by the best BM25 score.
+        "zscore": each side standardised over its own candidates, so a retriever whose
+        top hits stand far above the rest (confident for this query) weighs more.
+        A candidate missing from one list gets that list's lowest score.
+        """
         if not lexical:
             return dense
         ids = sorted(set(dense) | set(lexical))
-        dense_raw = np.array([dense.get(i, np.nan) for i in ids])
-        floor = np.nanmin(dense_raw)
-        dense_norm = _minmax(np.where(np.isnan(dense_raw), floor, dense_raw))
-        lexical_raw = np.array([lexical.get(i, 0.0) for i in ids])
-        lexical_norm = lexical_raw / lexical_raw.max()
+        dense_norm = _normalise(dense, ids, self.fusion.method, ratio=False)
+        lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True)
         alpha = self.fusion.dense_weight
         fused = alpha * dense_norm + (1 - alpha) * lexical_norm
         return dict(zip(ids, fused.tolist()))
+
+
+def _normalise(scores: dict[int, float], ids: list[int], method: str, ratio: bool) -> np.ndarray:
+    values = np.array(list(scores.values()))
+    floor = float(values.min())
+    column = np.array([scores.get(i, floor) for i in ids])
+    if method == "zscore":
+        spread = float(values.std())
+        return (column - float(values.mean())) / spread if spread > 1e-9 else np.zeros_like(column)
+    if ratio:
+        return column / float(values.max())
+    return _minmax(column)

@@ -39,11 +39,13 @@ def has_cjk(text: str) -> bool:
 def script_of(text: str) -> str:
     """'zh-hant', 'zh-hans' or 'en': the script a question is written in.
 
-    Decided by whether converting to Simplified changes the text (Traditional)
+    Mostly Latin words: English. Otherwise decided by whether converting to Simplified changes the text (Traditional)
     or converting to Traditional changes it (Simplified); ambiguous CJK text is
     taken as Traditional, the corpus' own script.
     """
-    if not has_cjk(text):
+    cjk = len(_HAS_CJK.findall(text))
+    latin_words = len(re.findall(r"[A-Za-z]+", text))
+    if cjk == 0 or latin_words > cjk:  # "What does 雙促進 mean?" is an English question
         return "en"
     if to_simplified(text) != text:
         return "zh-hant"

@@ -1,0 +1,40 @@
+"""Benchmark data: DRCD dev (from ../shared), the seed-article questions, and Simplified variants."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from qa_bot.textnorm import to_simplified
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SEEDS = ROOT / "seeds"
+SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.jsonl"
+OFFTOPIC_QUESTIONS = ROOT / "tests" / "data" / "offtopic_questions.jsonl"
+DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_jsonl(path: Path, items: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return path
+
+
+def drcd_questions(sample: int | None = None, simplified: bool = False, seed: int = 0) -> list[dict]:
+    """DRCD dev questions, optionally a random sample, optionally converted to Simplified."""
+    questions = read_jsonl(DRCD / "questions.jsonl")
+    if sample is not None and sample < len(questions):
+        questions = random.Random(seed).sample(questions, sample)
+    if simplified:
+        questions = [{**q, "question": to_simplified(q["question"]), "lang": "zh-hans"} for q in questions]
+    return [{**q, "lang": q.get("lang", "zh-hant")} if not simplified else q for q in questions]

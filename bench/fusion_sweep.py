@@ -1,0 +1,109 @@
+"""Compare fusion methods and weights on the same candidate lists (dense top-N, BM25 top-N).
+
+    python bench/fusion_sweep.py [--sample 1000]
+
+Scores every question once per side, then re-fuses offline, so all variants are measured
+on identical inputs. Prints R@1 / R@5 / MRR@10 on DRCD (Traditional and Simplified
+questions) and top-1 answer-in-passage on the seed questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.datasets import DRCD, RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl  # noqa: E402
+from qa_bot import QABot  # noqa: E402
+from qa_bot.retriever import FusionSettings, Retriever  # noqa: E402
+from qa_bot.textnorm import has_cjk  # noqa: E402
+
+VARIANTS = {
+    "dense": None,
+    "bm25": None,
+    "rrf60": None,
+    **{f"minmax a={a}": FusionSettings(a, "minmax") for a in (0.2, 0.3, 0.5)},
+    **{f"zscore a={a}": FusionSettings(a, "zscore") for a in (0.3, 0.4, 0.5, 0.6)},
+}
+
+
+def rank(variant: str, retriever: Retriever, dense: dict, lexical: dict) -> list[int]:
+    if variant == "dense" or not lexical:
+        scores = dense
+    elif variant == "bm25":
+        scores = lexical
+    elif variant == "rrf60":
+        scores = {}
+        for side in (dense, lexical):
+            for position, chunk_id in enumerate(sorted(side, key=lambda i: -side[i]), 1):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + 1 / (60 + position)
+    else:
+        retriever.fusion = VARIANTS[variant]
+        scores = retriever.fuse(dense, lexical)
+    return sorted(scores, key=lambda i: -scores[i])[:10]
+
+
+def candidates(bot: QABot, questions: list[dict]) -> list[tuple[dict, dict, dict]]:
+    retriever = Retriever(bot.index, bot.embedder)
+    n = min(100, len(bot.index.chunks))
+    out = []
+    for item in questions:
+        q = item["question"]
+        dense = retriever.dense_scores(bot.embedder.encode_query(q), n)
+        lexical = retriever.lexical_scores(q, n) if has_cjk(q) else {}
+        out.append((item, dense, lexical))
+    return out, retriever
+
+
+def score_drcd(bot, scored, retriever) -> dict[str, str]:
+    table = {}
+    for variant in VARIANTS:
+        r1 = r5 = mrr = 0.0
+        for item, dense, lexical in scored:
+            ids = rank(variant, retriever, dense, lexical)
+            for position, chunk_id in enumerate(ids, 1):
+                chunk = bot.index.chunks[chunk_id]
+                if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
+                    r1 += position == 1
+                    r5 += position <= 5
+                    mrr += 1 / position
+                    break
+        n = len(scored)
+        table[variant] = f"{r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f}"
+    return table
+
+
+def score_seed(bot, scored, retriever) -> dict[str, str]:
+    table = {}
+    for variant in VARIANTS:
+        hits = 0
+        for item, dense, lexical in scored:
+            top = bot.index.chunks[rank(variant, retriever, dense, lexical)[0]].text.replace("\n", "")
+            hits += any(answer in top for answer in item["answers"])
+        table[variant] = f"{hits / len(scored):.3f}"
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sample", type=int, default=1000)
+    args = parser.parse_args()
+    seed_bot = QABot(index_dir=RESULTS / "seed-index", docs_dir=SEEDS)
+    seed_bot.update()
+    drcd_bot = QABot(index_dir=RESULTS / "drcd-index", docs_dir=DRCD / "docs")
+    drcd_bot.update()
+    columns = {
+        "seed top-1": score_seed(seed_bot, *candidates(seed_bot, read_jsonl(SEED_QUESTIONS))),
+        "DRCD": score_drcd(drcd_bot, *candidates(drcd_bot, drcd_questions(args.sample))),
+        "DRCD simplified": score_drcd(drcd_bot, *candidates(drcd_bot, drcd_questions(args.sample, simplified=True))),
+    }
+    print("| variant | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for variant in VARIANTS:
+        print(f"| {variant} | " + " | ".join(col[variant] for col in columns.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

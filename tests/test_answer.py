@@ -1,0 +1,112 @@
+"""Answers through the real stack (real model, FAISS, BM25) on the seed article."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from qa_bot.answer import contextual_query, is_elliptical
+
+from conftest import DATA, SEED_FILE
+
+ORIGINAL = SEED_FILE.read_text(encoding="utf-8")
+SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]
+OFFTOPIC = [json.loads(line) for line in (DATA / "offtopic_questions.jsonl").open(encoding="utf-8")]
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def assert_exact_citations(answer, index) -> None:
+    """Quotes are exact substrings of their citation; every citation character is the source's own."""
+    for quote in answer.quotes:
+        passage = answer.citations[quote.citation - 1]
+        assert passage.text[quote.passage_start : quote.passage_end] == quote.text
+        assert squash(ORIGINAL[quote.start : quote.end]) == squash(quote.text)
+        assert f"{quote.text}[{quote.citation}]" in answer.text
+    for passage in answer.citations:
+        chunk = index.chunks[passage.chunk_id]
+        assert chunk.text == passage.text and (chunk.start, chunk.end) == (passage.start, passage.end)
+        for position, char in enumerate(passage.text):
+            original = ORIGINAL[chunk.original_offset(position)]
+            assert char == original or (char.isspace() and original.isspace())
+
+
+@pytest.mark.slow
+def test_seed_questions_answer_hit_and_exact_quotes(seed_bot):
+    hits = 0
+    for item in SEED_QUESTIONS:
+        answer = seed_bot.ask(item["question"])
+        assert_exact_citations(answer, seed_bot.index)
+        hits += answer.found and any(squash(a) in squash(answer.text) for a in item["answers"])
+    assert hits / len(SEED_QUESTIONS) >= 0.85, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
+
+
+@pytest.mark.slow
+def test_clearly_offtopic_questions_are_not_found(seed_bot):
+    clear = [item for item in OFFTOPIC if item.get("kind") == "offtopic"]
+    not_found = sum(not seed_bot.ask(item["question"]).found for item in clear)
+    assert not_found / len(clear) >= 0.8, f"{not_found}/{len(clear)} off-topic questions rejected"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "expected", "message"),
+    [
+        ("What is the capital of France?", None, "do not seem to answer"),
+        ("如何用Python读取Excel文件？", None, "没有找到"),
+        ("今天天氣如何？", None, "沒有找到"),
+        ("交流會在哪裡召開？", "北京", None),
+        ("六有是指甚麼？", "有組織、有制度、有陣地、有計劃、有活動、有考核", None),
+        ("湖北省政协主席是谁？", "徐立全", None),
+    ],
+)
+def test_answer_or_plain_not_found_message(seed_bot, question, expected, message):
+    answer = seed_bot.ask(question)
+    if expected:
+        assert answer.found and expected in answer.text
+        assert answer.quotes and answer.highlights(answer.quotes[0].citation)
+    else:
+        assert not answer.found and message in answer.text
+        assert answer.citations, "the closest passages are still listed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("history", "follow_up", "expected", "unexpected"),
+    [
+        ([("福建省政協主席是誰？", "")], "那湖北呢？", "徐立全", None),
+        ([{"role": "user", "content": "北京市政協主席是誰？"}, {"role": "assistant", "content": "吉林"}],
+         "浙江呢？", "葛慧君", None),
+        ([("青海省政協主席是誰？", "")], "他提到建立了幾項工作機制？", "三項工作機制", None),
+    ],
+)
+def test_follow_up_questions_use_the_conversation(seed_bot, history, follow_up, expected, unexpected):
+    answer = seed_bot.ask(follow_up, history=history)
+    assert answer.found and expected in answer.text, answer.text
+    assert_exact_citations(answer, seed_bot.index)
+
+
+def test_elliptical_detection():
+    assert is_elliptical("那湖北呢？")
+    assert is_elliptical("他是誰？")
+    assert is_elliptical("What about Hubei?")
+    assert not is_elliptical("湖北省政協主席是誰？")
+    assert not is_elliptical("Who is the chairman of the Hubei CPPCC?")
+    history = [("福建省政協主席是誰？", "崔玉英")]
+    assert contextual_query("那湖北呢？", history) == "福建省政協主席是誰？ 那湖北呢？"
+    assert contextual_query("湖北省政協主席是誰？", history) == "湖北省政協主席是誰？"
+    assert contextual_query("那湖北呢？", None) == "那湖北呢？"
+
+
+@pytest.mark.slow
+def test_answer_language_follows_the_question(seed_bot):
+    assert seed_bot.ask("交流會在哪裡召開？").language == "zh-hant"
+    assert seed_bot.ask("交流会在哪里召开？").language == "zh-hans"
+    assert seed_bot.ask("Where was the meeting held?").language == "en"
+    # quotations keep the document's own (Traditional) characters for a Simplified question
+    answer = seed_bot.ask("湖北省政协主席是谁？")
+    assert "湖北省政協主席徐立全" in answer.text
