@@ -1,0 +1,70 @@
+"""A fast version of the quality benchmarks, so retrieval cannot silently regress (real model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa_bot import QABot
+from qa_bot.textnorm import to_simplified
+
+from conftest import DATA, ROOT
+
+DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
+SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]
+
+
+def hit_rank(passages, item) -> int | None:
+    for rank, p in enumerate(passages, 1):
+        if p.source == item["source"] and p.start < item["end"] and item["start"] < p.end:
+            return rank
+    return None
+
+
+@pytest.fixture(scope="module")
+def drcd_bot(tmp_path_factory, real_embedder):
+    if not (DRCD / "questions.jsonl").is_file():
+        pytest.skip(f"DRCD benchmark not found at {DRCD}")
+    docs = tmp_path_factory.mktemp("drcd-docs")
+    names = sorted(p.name for p in (DRCD / "docs").iterdir())[:25]
+    for name in names:
+        shutil.copy(DRCD / "docs" / name, docs / name)
+    bot = QABot(index_dir=tmp_path_factory.mktemp("drcd-index"), docs_dir=docs, embedder=real_embedder)
+    bot.rebuild()
+    questions = [json.loads(line) for line in (DRCD / "questions.jsonl").open(encoding="utf-8")]
+    return bot, [q for q in questions if q["source"] in set(names)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simplified", [False, True], ids=["traditional", "simplified"])
+def test_drcd_subset_recall(drcd_bot, simplified):
+    bot, questions = drcd_bot
+    ranks = []
+    for item in questions:
+        question = to_simplified(item["question"]) if simplified else item["question"]
+        ranks.append(hit_rank(bot.retrieve(question, k=5), item))
+    recall1 = sum(r == 1 for r in ranks) / len(ranks)
+    recall5 = sum(r is not None for r in ranks) / len(ranks)
+    assert len(ranks) > 150
+    assert recall1 >= 0.90, f"recall@1 {recall1:.3f}"
+    assert recall5 >= 0.97, f"recall@5 {recall5:.3f}"
+
+
+@pytest.mark.slow
+def test_seed_top_passage_holds_the_answer(seed_bot):
+    hits = 0
+    chinese = [item for item in SEED_QUESTIONS if item["lang"] != "en"]
+    for item in chinese:
+        top = seed_bot.retrieve(item["question"], k=1)[0].text.replace("\n", "")
+        hits += any(answer in top for answer in item["answers"])
+    assert hits / len(chinese) >= 0.88, f"{hits}/{len(chinese)}"
+
+
+@pytest.mark.slow
+def test_english_questions_use_dense_only_and_still_find_the_meeting(seed_bot):
+    passages = seed_bot.retrieve("Where was the national exchange meeting on local CPPCC work held?", k=3)
+    assert any("北京召開" in p.text or "京召開" in p.text for p in passages)
