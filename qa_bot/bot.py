@@ -354,6 +354,7 @@ class QABot:
                 ChunkRecord(
                     doc.name, c.start, c.end, c.text, c.context, c.kind,
                     doc.text.count("\n", 0, c.start) + 1, runs_from_offsets(c.offsets),
+                    doc.text.count("\f", 0, c.start) + 1 if "\f" in doc.text else 0,
                 )
                 for c in chunk_text(doc.text, self.chunking)
             ]

@@ -82,7 +82,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _location(passage) -> str:
-    return f"{passage.source} line {passage.line}, chars {passage.start}-{passage.end}"
+    page = f"p. {passage.page}, " if passage.page else ""
+    return f"{passage.source} {page}line {passage.line}, chars {passage.start}-{passage.end}"
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ class ChunkRecord:
     kind: str
     line: int  # 1-based line of `start` in the original document
     runs: list[list[int]]  # [text_pos, original_pos, length]: where each run of text came from
+    page: int = 0  # 1-based page for paged formats (pages are separated by \f), else 0
 
     def original_offset(self, text_pos: int) -> int:
         """Original-document offset of the character at `text_pos` of `text`."""

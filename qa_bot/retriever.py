@@ -30,6 +30,7 @@ class Passage:
     line: int = 0  # 1-based line of `start` in the source
     context: str = ""  # heading above the passage
     chunk_id: int = -1
+    page: int = 0  # 1-based page in paged sources (PDF), 0 otherwise
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -69,7 +70,8 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
 
 def _to_passage(chunk_id: int, chunk: ChunkRecord, score: float, similarity: float) -> Passage:
     return Passage(
-        chunk.text, chunk.source, chunk.start, chunk.end, score, similarity, chunk.line, chunk.context, chunk_id
+        chunk.text, chunk.source, chunk.start, chunk.end, score, similarity, chunk.line, chunk.context, chunk_id,
+        chunk.page,
     )
 
 
