@@ -181,6 +181,8 @@ class AnswerSettings:
     confident_similarity: float = 0.83
     min_overlap: float = 0.35
     min_sentence_similarity: float = 0.77
+    min_english_similarity: float = 0.75  # top passage's cosine, for questions without CJK
+    min_quote_chars: int = 6  # a lone credit line ("新華社") is no quotation
     passage_weight: float = 0.25  # how much the passage's retrieval score counts for its sentences
     keep_ratio: float = 0.85  # extra sentences must score this close to the best one
     window_weight: float = 0.8  # overlap counted over the previous + this sentence, discounted
@@ -242,6 +244,7 @@ def compose(
     chosen = [best] + [
         c for c in sorted(candidates, key=lambda c: -c.score)
         if c is not best and c.score >= settings.keep_ratio * best.score and c.overlap > 0
+        and c.end - c.start >= settings.min_quote_chars
     ][: MAX_QUOTES - 1]
     chosen.sort(key=lambda c: (c.citation, c.start))
     # Cite only the passages quoted, numbered in order; the rest follow as further reading.
@@ -274,7 +277,10 @@ def _is_relevant(
 ) -> bool:
     """Whether the best passages answer the question at all (see AnswerSettings)."""
     if not cjk_question:
-        return max(c.similarity for c in candidates) >= settings.min_sentence_similarity
+        return (
+            top.similarity >= settings.min_english_similarity
+            and max(c.similarity for c in candidates) >= settings.min_sentence_similarity
+        )
     if top.similarity < settings.min_similarity:
         return False
     return top.similarity >= settings.confident_similarity or best.overlap >= settings.min_overlap

@@ -59,7 +59,8 @@ def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
         answer = bot.ask(item["question"], item.get("history"))
         ask_ms = (time.perf_counter() - started) * 1000
         answers = item["answers"]
-        row = {"id": item.get("id"), "lang": item.get("lang", ""), "answerable": bool(answers),
+        row = {"id": item.get("id"), "lang": item.get("lang", ""), "kind": item.get("kind", ""),
+               "answerable": bool(answers),
                "found": answer.found, "retrieve_ms": retrieve_ms, "ask_ms": ask_ms}
         if answers:
             row["answer_hit"] = answer.found and _contains_answer(answer.text, answers)
@@ -71,12 +72,13 @@ def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
                 row["recall@5"] = rank is not None and rank <= 5
                 row["rr@10"] = 1.0 / rank if rank is not None and rank <= 10 else 0.0
         rows.append(row)
-    report = {"questions": len(rows), "overall": _summarise(rows), "by_language": {}}
-    by_language = defaultdict(list)
-    for row in rows:
-        if row["lang"]:
-            by_language[row["lang"]].append(row)
-    report["by_language"] = {lang: _summarise(group) for lang, group in sorted(by_language.items())}
+    report = {"questions": len(rows), "overall": _summarise(rows)}
+    for field in ("lang", "kind"):
+        groups = defaultdict(list)
+        for row in rows:
+            if row[field]:
+                groups[row[field]].append(row)
+        report[f"by_{field}"] = {name: _summarise(group) for name, group in sorted(groups.items())}
     report["misses"] = [r["id"] for r in rows if r["answerable"] and not r.get("answer_hit")]
     return report
 
@@ -112,8 +114,8 @@ def _summarise(rows: list[dict]) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """A small Markdown table: one column for all questions, one per language."""
-    columns = {"all": report["overall"], **report["by_language"]}
+    """A small Markdown table: one column for all questions, one per language and per kind."""
+    columns = {"all": report["overall"], **report["by_lang"], **report["by_kind"]}
     metrics = [key for key in report["overall"] if any(col.get(key) is not None for col in columns.values())]
     lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for key in metrics:
