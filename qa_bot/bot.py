@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
@@ -52,6 +52,15 @@ class _Loaded:
     text: str
     sha256: str
     size: int
+
+
+@contextmanager
+def _timed(report: IndexReport) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds = time.perf_counter() - started
 
 
 def _classify(
@@ -205,62 +214,28 @@ class QABot:
 
     def rebuild(self, docs_dir: str | Path | None = None, progress: Progress | None = None) -> IndexReport:
         """Index every supported file under docs_dir from scratch (unchanged passages are not re-embedded)."""
-        started = time.perf_counter()
-        if docs_dir is not None:
-            self.docs_dir = Path(docs_dir)
-        report = IndexReport()
-        loaded = self._load_files(document_files(self.docs_dir), report)
-        with self._writing():
-            previous = self._current_or_none(require_same_model=False)
-            report.added = [doc.name for doc in loaded]
-            self._commit(previous, loaded, keep=set(), report=report, progress=progress)
-        report.seconds = time.perf_counter() - started
-        return report
+        return self._sync(docs_dir, progress, from_scratch=True)
 
     def add_documents(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IndexReport:
         """Upsert documents: new ones are added, changed ones replaced, identical ones skipped."""
-        started = time.perf_counter()
         report = IndexReport()
-        loaded = self._load_files([Path(p) for p in paths], report)
-        with self._writing():
-            previous = self._current_or_none(require_same_model=True)
-            documents = previous.documents if previous else {}
-            changed = _classify(loaded, documents, report, same_path_only=True)
-            if changed or previous is None:
-                keep = set(documents) - {doc.name for doc in changed}
-                self._commit(previous, changed, keep, report, progress)
-            else:
-                report.passages = len(previous.chunks)
-        report.seconds = time.perf_counter() - started
+        with _timed(report):
+            loaded = self._load_files([Path(p) for p in paths], report)
+            with self._writing():
+                previous = self._current_or_none(require_same_model=True)
+                documents = previous.documents if previous else {}
+                changed = _classify(loaded, documents, report, same_path_only=True)
+                self._apply(previous, changed, set(documents), report, progress)
         return report
 
     def update(self, docs_dir: str | Path | None = None, progress: Progress | None = None) -> IndexReport:
         """Sync the index with the documents folder: add new files, replace changed ones, drop deleted ones."""
-        started = time.perf_counter()
-        if docs_dir is not None:
-            self.docs_dir = Path(docs_dir)
-        report = IndexReport()
-        loaded = self._load_files(document_files(self.docs_dir), report)
-        with self._writing():
-            previous = self._current_or_none(require_same_model=False)
-            documents = previous.documents if previous else {}
-            changed = _classify(loaded, documents, report, same_path_only=False)
-            # A file that exists but failed to load keeps its old passages rather than vanishing.
-            present = {doc.name for doc in loaded} | {self._name_for(Path(p)) for p in report.errors}
-            report.removed = sorted(set(documents) - present)
-            if changed or report.removed or previous is None:
-                keep = set(documents) - {doc.name for doc in changed} - set(report.removed)
-                self._commit(previous, changed, keep, report, progress)
-            else:
-                report.passages = len(previous.chunks)
-        report.seconds = time.perf_counter() - started
-        return report
+        return self._sync(docs_dir, progress, from_scratch=False)
 
     def remove_documents(self, names: Iterable[str]) -> IndexReport:
         """Remove documents (by indexed name) so that none of their passages can be returned again."""
-        started = time.perf_counter()
         report = IndexReport()
-        with self._writing():
+        with _timed(report), self._writing():
             previous = self._current_or_none(require_same_model=False)
             documents = previous.documents if previous else {}
             for name in names:
@@ -268,12 +243,8 @@ class QABot:
                     report.removed.append(name)
                 else:
                     report.errors[name] = f"no document named {name!r} in the index"
-            if report.removed:
-                keep = set(documents) - set(report.removed)
-                self._commit(previous, [], keep, report, None)
-            elif previous is not None:
-                report.passages = len(previous.chunks)
-        report.seconds = time.perf_counter() - started
+            if previous is not None:
+                self._apply(previous, [], set(documents) - set(report.removed), report, None)
         return report
 
     # -- internals -----------------------------------------------------------------
@@ -333,6 +304,36 @@ class QABot:
             return path.resolve().relative_to(self.docs_dir.resolve()).as_posix()
         except ValueError:
             return path.name
+
+    def _sync(self, docs_dir: str | Path | None, progress: Progress | None, from_scratch: bool) -> IndexReport:
+        report = IndexReport()
+        with _timed(report):
+            if docs_dir is not None:
+                self.docs_dir = Path(docs_dir)
+            loaded = self._load_files(document_files(self.docs_dir), report)
+            with self._writing():
+                previous = self._current_or_none(require_same_model=False)
+                if from_scratch:
+                    report.added = [doc.name for doc in loaded]
+                    self._commit(previous, loaded, set(), report, progress)
+                    return report
+                documents = previous.documents if previous else {}
+                changed = _classify(loaded, documents, report, same_path_only=False)
+                # A file that exists but failed to load keeps its old passages rather than vanishing.
+                present = {doc.name for doc in loaded} | {self._name_for(Path(p)) for p in report.errors}
+                report.removed = sorted(set(documents) - present)
+                self._apply(previous, changed, set(documents) - set(report.removed), report, progress)
+        return report
+
+    def _apply(
+        self, previous: Index | None, changed: list[_Loaded], kept: set[str], report: IndexReport,
+        progress: Progress | None,
+    ) -> None:
+        """Write a new generation if anything changed (or there is no index yet)."""
+        if changed or report.removed or previous is None:
+            self._commit(previous, changed, kept - {doc.name for doc in changed}, report, progress)
+        else:
+            report.passages = len(previous.chunks)
 
     def _commit(
         self,
