@@ -184,7 +184,7 @@ class AnswerSettings:
     min_english_similarity: float = 0.75  # top passage's cosine, for questions without CJK
     min_quote_chars: int = 6  # a lone credit line ("新華社") is no quotation
     passage_weight: float = 0.25  # how much the passage's retrieval score counts for its sentences
-    keep_ratio: float = 0.85  # extra sentences must score this close to the best one
+    keep_ratio: float = 0.9  # extra sentences must score this close to the best one
     window_weight: float = 0.8  # overlap counted over the previous + this sentence, discounted
     heading_weight: float = 0.7  # headings and bylines are context, rarely the answer
 

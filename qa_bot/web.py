@@ -42,7 +42,7 @@ _STARTED = time.perf_counter()
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_NAME_BYTES = 200
 SOURCE_WINDOW = 1500  # characters of the document shown around a citation
-SOURCE_BEFORE = 300  # of which before the cited passage
+SOURCE_BEFORE = 240  # of which before the cited passage
 CONCURRENCY = 4  # questions answered at once (each is ~20-100 ms of CPU; torch releases the GIL)
 MAX_K = 20
 
@@ -53,6 +53,19 @@ EXAMPLES = (
     "Who chaired the meeting?",
 )
 
+# After an answer: show the top of the newest question (not the end of its long answer) and bring
+# the cited part of the source viewer into view. Runs in the browser; touches only scroll positions.
+SCROLL_JS = """() => { setTimeout(() => {
+  const wrap = document.querySelector('#qa-chat .panel-wrap, #qa-chat .bubble-wrap');
+  const rows = wrap ? wrap.querySelectorAll('.message-row.user-row') : [];
+  if (rows.length) {
+    const last = rows[rows.length - 1];
+    wrap.scrollTop += last.getBoundingClientRect().top - wrap.getBoundingClientRect().top - 8;
+  }
+  const box = document.querySelector('#qa-viewer .qa-source');
+  const cited = box ? box.querySelector('.qa-cited, mark') : null;
+  if (cited) box.scrollTop += cited.getBoundingClientRect().top - box.getBoundingClientRect().top - 48;
+}, 200); }"""
 SEARCHING = '<div class="qa-pending">搜尋中… Searching…</div>'
 
 
@@ -137,11 +150,21 @@ def format_answer(answer: Answer) -> str:
     else:
         body = escape(answer.text)
     parts = [f'<div class="qa-answer"><div class="qa-answer-text">{body}</div>']
-    if answer.citations:
+    items = [(n, p, answer.highlights(n)) for n, p in enumerate(answer.citations, 1)]
+    quoted = [item for item in items if item[2]] if answer.found else items
+    further = [item for item in items if not item[2]] if answer.found else []
+    if quoted:
         title = "出處 Sources" if answer.found else "最接近的段落 Closest passages"
         parts.append(f'<div class="qa-cite-title">{title}</div><ol class="qa-citations">')
-        parts += [format_citation(n, p, answer.highlights(n)) for n, p in enumerate(answer.citations, 1)]
+        parts += [format_citation(*item) for item in quoted]
         parts.append("</ol>")
+    if further:
+        parts.append(
+            f'<details class="qa-further"><summary>其他相關段落 More passages ({len(further)})</summary>'
+            '<ol class="qa-citations">'
+        )
+        parts += [format_citation(*item) for item in further]
+        parts.append("</ol></details>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -423,14 +446,15 @@ CSS = """
   background: var(--background-fill-secondary); border-radius: 4px; }
 .qa-cite-head { font-size: .82em; color: var(--body-text-color-subdued); word-break: break-all; }
 .qa-excerpt { white-space: pre-wrap; word-break: break-word; font-size: .92em; margin-top: .2em; }
-mark.qa-quote { background: #fde68a; color: #1f2937; padding: 0 1px; border-radius: 2px; }
-.qa-cited { background: #fef3c7; color: #1f2937; }
+mark.qa-quote { background: #fcd34d; color: #1f2937; padding: 0 1px; border-radius: 2px; }
+.qa-cited { background: #fef9e3; color: #1f2937; box-shadow: inset 0 -2px #fcd34d; }
 .qa-error { color: #b91c1c; }
 .qa-pending { color: var(--body-text-color-subdued); }
 .qa-viewer-head { font-size: .85em; color: var(--body-text-color-subdued); margin-bottom: .4em; word-break: break-all; }
 .qa-source { white-space: pre-wrap; word-break: break-word; line-height: 1.75; max-height: 32em; overflow-y: auto;
   border: 1px solid var(--border-color-primary); border-radius: 6px; padding: .6em .8em; }
 .qa-viewer-empty { color: var(--body-text-color-subdued); padding: .6em 0; }
+.qa-further summary { cursor: pointer; font-size: .88em; margin-top: .5em; color: var(--body-text-color-subdued); }
 .qa-more { color: var(--body-text-color-subdued); }
 .qa-summary { display: flex; flex-wrap: wrap; gap: .4em 1.4em; margin: .3em 0; }
 .qa-table-wrap { overflow-x: auto; }
@@ -442,7 +466,7 @@ mark.qa-quote { background: #fde68a; color: #1f2937; padding: 0 1px; border-radi
 .qa-examples button { flex: 0 1 auto !important; min-width: 0 !important; }
 @media (max-width: 640px) {
   .qa-header h1 { font-size: 1.2em; }
-  .qa-source { max-height: 24em; }
+  .qa-source { max-height: 60vh; }
 }
 """
 
@@ -587,7 +611,7 @@ def build_app(bot: QABot, docs_dir: Path | None = None) -> gr.Blocks:
 
     # -- layout ----------------------------------------------------------------------
 
-    with gr.Blocks(title="qa-bot 文件問答 Document QA") as demo:
+    with gr.Blocks(title="qa-bot 文件問答 Document QA", analytics_enabled=False) as demo:
         gr.HTML(
             '<div class="qa-header"><h1>文件問答 Document QA</h1>'
             "<p>答案只引用您的文件原句，並附出處。Answers quote your documents sentence by sentence, with sources.</p>"
@@ -603,6 +627,8 @@ def build_app(bot: QABot, docs_dir: Path | None = None) -> gr.Blocks:
                         label="對話 Conversation",
                         elem_id="qa-chat",
                         height=520,
+                        layout="panel",
+                        autoscroll=False,
                         render_markdown=False,
                         sanitize_html=True,
                         latex_delimiters=[],
@@ -614,7 +640,7 @@ def build_app(bot: QABot, docs_dir: Path | None = None) -> gr.Blocks:
                     with gr.Row(equal_height=True):
                         question = gr.Textbox(
                             label="問題 Question",
-                            placeholder="例如 e.g. 交流會在哪裡召開？",
+                            placeholder="輸入問題 Ask a question",
                             show_label=False,
                             elem_id="qa-question",
                             scale=5,
@@ -654,15 +680,16 @@ def build_app(bot: QABot, docs_dir: Path | None = None) -> gr.Blocks:
                 status = gr.HTML(elem_id="qa-status", js_on_load=None)
 
         chat_outputs = [chatbot, question, turns, records, citation, viewer]
-        question.submit(respond, [question, chatbot, turns], chat_outputs, **private)
-        send.click(respond, [question, chatbot, turns], chat_outputs, **private)
+        ask_inputs = [question, chatbot, turns]
+        question.submit(respond, ask_inputs, chat_outputs, **private).then(None, js=SCROLL_JS)
+        send.click(respond, ask_inputs, chat_outputs, **private).then(None, js=SCROLL_JS)
         for button, text in zip(example_buttons, EXAMPLES):
             button.click(lambda t=text: t, None, question, queue=False, **private).then(
-                respond, [question, chatbot, turns], chat_outputs, **private
-            )
+                respond, ask_inputs, chat_outputs, **private
+            ).then(None, js=SCROLL_JS)
         clear_button.click(clear, None, chat_outputs, queue=False, **private)
         chatbot.clear(clear, None, chat_outputs, queue=False, **private)
-        citation.input(show_citation, [citation, records], viewer, **private)
+        citation.input(show_citation, [citation, records], viewer, **private).then(None, js=SCROLL_JS)
 
         panel = [summary, table, remove_choice]
         add_button.click(on_upload, uploads, [status, uploads, *panel], **write)
