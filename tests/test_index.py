@@ -134,3 +134,34 @@ def test_huge_and_odd_questions_do_not_crash(fast_bot):
     assert fast_bot.retrieve("？？！！……", k=3)
     assert fast_bot.retrieve("😀🎉", k=3)
     assert fast_bot.retrieve("汪洋\x00\x07講話", k=3)
+
+
+def test_readers_keep_working_while_a_writer_updates(fast_bot, docs_dir):
+    import threading
+
+    errors: list[BaseException] = []
+    answers = 0
+    stop = threading.Event()
+
+    def reader() -> None:
+        nonlocal answers
+        while not stop.is_set():
+            try:
+                assert fast_bot.retrieve("湖北省政協主席是誰？", k=3)
+                answers += 1
+            except BaseException as error:  # noqa: BLE001 - any failure is what we look for
+                errors.append(error)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for number in range(5):
+        path = docs_dir / f"extra-{number}.txt"
+        path.write_text(f"第{number}份補充文件。{NEW_DOC}", encoding="utf-8")
+        fast_bot.add_documents([path])
+    fast_bot.remove_documents(["extra-0.txt"])
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors and answers > 0
+    assert len(fast_bot.documents()) == 5
