@@ -17,7 +17,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datasets import (  # noqa: E402
-    DRCD, OFFTOPIC_QUESTIONS, RESULTS, ROOT, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl, write_jsonl,
+    DRCD,
+    OFFTOPIC_QUESTIONS,
+    RESULTS,
+    ROOT,
+    SEED_QUESTIONS,
+    SEEDS,
+    drcd_questions,
+    read_jsonl,
+    write_jsonl,
 )
 from qa_bot import QABot  # noqa: E402
 from qa_bot.evaluate import evaluate, format_table  # noqa: E402

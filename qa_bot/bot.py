@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,16 @@ from filelock import FileLock
 from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
 from .chunking import ChunkSettings, chunk_text
 from .config import Settings
-from .index import ChunkRecord, DocumentInfo, Index, IndexCorruptError, IndexMissingError, runs_from_offsets
+from .index import (
+    ChunkRecord,
+    DocumentInfo,
+    Index,
+    IndexCorruptError,
+    IndexMissingError,
+    read_manifest,
+    remove_stale,
+    runs_from_offsets,
+)
 from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
 from .retriever import Passage, Retriever, check_question
 from .textnorm import script_of
@@ -52,6 +62,16 @@ class _Loaded:
     text: str
     sha256: str
     size: int
+
+
+def _positions(text: str, char: str) -> list[int]:
+    """Sorted offsets of every occurrence of char (for line and page numbers by bisection)."""
+    positions = []
+    position = text.find(char)
+    while position != -1:
+        positions.append(position)
+        position = text.find(char, position + 1)
+    return positions
 
 
 @contextmanager
@@ -334,6 +354,8 @@ class QABot:
             self._commit(previous, changed, kept - {doc.name for doc in changed}, report, progress)
         else:
             report.passages = len(previous.chunks)
+            # Tidy what a writer killed between swap and clean-up may have left behind.
+            remove_stale(self.index_dir, keep=read_manifest(self.index_dir)["generation"])
 
     def _commit(
         self,
@@ -351,11 +373,12 @@ class QABot:
         chunks = [chunk for chunk in old_chunks if chunk.source in keep]
         documents = {name: info for name, info in (previous.documents if previous else {}).items() if name in keep}
         for doc in new_docs:
+            newlines, pages = _positions(doc.text, "\n"), _positions(doc.text, "\f")
             doc_chunks = [
                 ChunkRecord(
                     doc.name, c.start, c.end, c.text, c.context, c.kind,
-                    doc.text.count("\n", 0, c.start) + 1, runs_from_offsets(c.offsets),
-                    doc.text.count("\f", 0, c.start) + 1 if "\f" in doc.text else 0,
+                    bisect_left(newlines, c.start) + 1, runs_from_offsets(c.offsets),
+                    bisect_left(pages, c.start) + 1 if pages else 0,
                 )
                 for c in chunk_text(doc.text, self.chunking)
             ]

@@ -31,6 +31,10 @@ from .textnorm import tokenize
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_MANIFEST_FIELDS = {
+    "generation": str, "model": str, "dim": int, "chunker": dict, "built_at": (int, float),
+    "documents": dict, "files": dict,
+}
 
 
 class QAIndexError(RuntimeError):
@@ -180,7 +184,7 @@ class Index:
             os.fsync(handle.fileno())
         os.replace(tmp, index_dir / MANIFEST)
         _fsync_dir(index_dir)
-        _remove_stale(index_dir, keep=generation)
+        remove_stale(index_dir, keep=generation)
 
     @classmethod
     def load(cls, index_dir: Path) -> Index:
@@ -221,10 +225,17 @@ def read_manifest(index_dir: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise IndexCorruptError(f"{path} is damaged ({error}); rebuild with `qa-bot index build`") from error
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{path} is damaged (not a JSON object); rebuild with `qa-bot index build`")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexCorruptError(
             f"index at {index_dir} has format {manifest.get('format_version')}, this version reads "
             f"{FORMAT_VERSION}; rebuild with `qa-bot index build`"
+        )
+    wrong = [name for name, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(name), kind)]
+    if wrong:
+        raise IndexCorruptError(
+            f"{path} is damaged (missing or wrong: {', '.join(wrong)}); rebuild with `qa-bot index build`"
         )
     return manifest
 
@@ -246,7 +257,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _remove_stale(index_dir: Path, keep: str) -> None:
+def remove_stale(index_dir: Path, keep: str) -> None:
     """Delete generations and temp files other than `keep` (left by earlier writers or crashes)."""
     for path in index_dir.iterdir():
         stale_generation = path.is_dir() and path.name.startswith(("g-", ".g-")) and path.name != keep

@@ -6,10 +6,9 @@ import json
 import re
 
 import pytest
+from conftest import DATA, SEED_FILE
 
 from qa_bot.answer import contextual_query, is_elliptical
-
-from conftest import DATA, SEED_FILE
 
 ORIGINAL = SEED_FILE.read_text(encoding="utf-8")
 SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]

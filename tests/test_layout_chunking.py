@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
+from conftest import SEED_FILE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa_bot.chunking import ChunkSettings, chunk_text, split_sentences
 from qa_bot.layout import Mapped, clean
-
-from conftest import SEED_FILE
 
 SEED = SEED_FILE.read_text(encoding="utf-8")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import codecs
 
 import pytest
+from conftest import SEED_FILE
 
 from qa_bot.loaders import DocumentError, decode, load_text
-
-from conftest import SEED_FILE
 
 SEED = SEED_FILE.read_text(encoding="utf-8")
 PARAGRAPH = SEED[SEED.index("北京市政協主席吉林表示") :][:200]  # all of it exists in Big5

@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import DATA, ROOT
 
 from qa_bot import QABot
 from qa_bot.textnorm import to_simplified
-
-from conftest import DATA, ROOT
 
 DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
 SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]
