@@ -15,7 +15,7 @@ import numpy as np
 
 from .index import Index
 from .retriever import Passage
-from .textnorm import has_cjk, script_of, to_simplified, tokenize
+from .textnorm import has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
 # Question words and particles carry no content: they must not make a sentence look relevant.
@@ -122,13 +122,24 @@ def contextual_query(question: str, history: list | None) -> str:
 
 
 class SentencePicker:
-    """Scores sentences by idf-weighted overlap with the question (on Simplified uni+bigrams)."""
+    """Scores sentences by idf-weighted overlap with the question.
+
+    Chinese questions: Simplified character uni+bigrams. Questions without CJK: their
+    words against the pinyin of the sentence ("Shandong" ~ 山東), the only lexical
+    bridge from English to Chinese text.
+    """
 
     def __init__(self, index: Index):
-        self.idf = _idf_table(index)
+        self.idf = _idf_table(index.bm25, len(index.chunks))
+        self._index = index
+        self._pinyin_idf: dict[str, float] | None = None
         self.default_idf = math.log(1 + max(1, len(index.chunks)))
 
     def weights(self, question: str) -> Counter:
+        if not has_cjk(question):
+            if self._pinyin_idf is None:
+                self._pinyin_idf = _idf_table(self._index.pinyin_bm25(), len(self._index.chunks))
+            return Counter({w: self._pinyin_idf[w] for w in latin_words(question) if w in self._pinyin_idf})
         content = _QUESTION_WORDS.sub(" ", to_simplified(question))
         return Counter({t: self.idf.get(t, self.default_idf) for t in tokenize(content)})
 
@@ -137,20 +148,17 @@ class SentencePicker:
         total = sum(weights.values())
         if not total:
             return 0.0
-        tokens = set(tokenize(sentence))
+        tokens = set(tokenize(sentence)) | set(pinyin_tokens(sentence) if self._pinyin_idf else ())
         return sum(w for t, w in weights.items() if t in tokens) / total
 
 
-def _idf_table(index: Index) -> dict[str, float]:
-    """BM25 idf per token, from the document frequencies held in the bm25s matrix."""
-    bm25 = index.bm25
+def _idf_table(bm25, n: int) -> dict[str, float]:
+    """BM25 idf per token, from the document frequencies held in a bm25s matrix."""
     if bm25 is None:
         return {}
-    indptr = np.asarray(bm25.scores["indptr"])
-    df = np.diff(indptr)
-    n = max(1, len(index.chunks))
-    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
-    return {token: float(idf[i]) for token, i in bm25.vocab_dict.items() if i < len(idf)}
+    df = np.diff(np.asarray(bm25.scores["indptr"]))
+    idf = np.log(1 + (max(1, n) - df + 0.5) / (df + 0.5))
+    return {token: float(idf[i]) for token, i in bm25.vocab_dict.items() if i < len(idf) and token}
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -182,6 +190,8 @@ class AnswerSettings:
     min_overlap: float = 0.35
     min_sentence_similarity: float = 0.77
     min_english_similarity: float = 0.75  # top passage's cosine, for questions without CJK
+    min_pinyin_overlap: float = 0.5  # ... or the question's names (in pinyin) are in the best sentence
+    min_pinyin_similarity: float = 0.70  # ... and the passage is at least this close
     min_quote_chars: int = 6  # a lone credit line ("新華社") is no quotation
     passage_weight: float = 0.25  # how much the passage's retrieval score counts for its sentences
     keep_ratio: float = 0.9  # extra sentences must score this close to the best one
@@ -277,7 +287,8 @@ def _is_relevant(
 ) -> bool:
     """Whether the best passages answer the question at all (see AnswerSettings)."""
     if not cjk_question:
-        return (
+        names_found = best.overlap >= settings.min_pinyin_overlap and top.similarity >= settings.min_pinyin_similarity
+        return names_found or (
             top.similarity >= settings.min_english_similarity
             and max(c.similarity for c in candidates) >= settings.min_sentence_similarity
         )

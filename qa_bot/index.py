@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ import bm25s
 import faiss
 import numpy as np
 
-from .textnorm import tokenize
+from .textnorm import pinyin_tokens, tokenize
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -140,6 +141,17 @@ class Index:
             bm25.index([tokenize(chunk.index_text()) for chunk in chunks], show_progress=False)
         return cls(model, dim, settings, chunks, documents, dense, bm25)
 
+    def pinyin_bm25(self) -> bm25s.BM25 | None:
+        """BM25 over pinyin tokens, for English questions; built on first use and kept in memory."""
+        with _PINYIN_LOCK:
+            if not hasattr(self, "_pinyin"):
+                corpus = [pinyin_tokens(chunk.index_text()) for chunk in self.chunks]
+                self._pinyin = None
+                if any(corpus):
+                    self._pinyin = bm25s.BM25()
+                    self._pinyin.index(corpus, show_progress=False)
+            return self._pinyin
+
     def vectors(self) -> np.ndarray:
         """All stored embeddings, in chunk order (reused when the index changes)."""
         if not self.chunks:
@@ -214,6 +226,9 @@ class Index:
             manifest["model"], manifest["dim"], manifest["chunker"], chunks, documents, dense, bm25,
             manifest["built_at"],
         )
+
+
+_PINYIN_LOCK = threading.Lock()
 
 
 def read_manifest(index_dir: Path) -> dict:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .index import ChunkRecord, Index
-from .textnorm import has_cjk, tokenize
+from .textnorm import has_cjk, latin_words, tokenize
 
 if TYPE_CHECKING:
     from .models import Embedder
@@ -38,13 +38,14 @@ class Passage:
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """Weight of the dense side; BM25 gets the rest (dropped for questions without CJK).
+    """Weight of the dense side; BM25 gets the rest.
 
     z-score fusion at 0.4 was chosen over the DRCD optimum (0.3) because it is far less
     sensitive to the weight (docs/architecture.md) and corpora differ in which side wins.
     """
 
     dense_weight: float = 0.4
+    pinyin_dense_weight: float = 0.5  # questions without CJK: pinyin BM25 only knows names and places
     method: str = "zscore"  # or "minmax"
     candidates: int = CANDIDATES
 
@@ -96,13 +97,19 @@ class Retriever:
         return {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
 
     def lexical_scores(self, question: str, n: int) -> dict[int, float]:
-        bm25 = self.index.bm25
-        tokens = [token for token in tokenize(question) if token in bm25.vocab_dict] if bm25 else []
+        """BM25 over Simplified uni+bigrams; for questions without CJK, over pinyin (names, places)."""
+        if has_cjk(question):
+            bm25, tokens = self.index.bm25, tokenize(question)
+        else:
+            bm25, tokens = self.index.pinyin_bm25(), latin_words(question)
+        tokens = [token for token in tokens if token in bm25.vocab_dict] if bm25 else []
         if not tokens:
             return {}
         scores = bm25.get_scores(tokens)
         top = np.argsort(-scores)[:n]
-        return {int(i): float(scores[i]) for i in top if scores[i] > 0}
+        # Zeros are kept: they are true scores, and they keep the z-score statistics honest
+        # when only a few passages match (an English question naming one province).
+        return {int(i): float(scores[i]) for i in top}
 
     def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for a question, best first, with fused scores in [0, 1]."""
@@ -115,8 +122,9 @@ class Retriever:
         if query_vector is None:
             query_vector = self.embedder.encode_query(query)
         dense = self.dense_scores(query_vector, n)
-        lexical = self.lexical_scores(query, n) if has_cjk(query) else {}
-        fused = self.fuse(dense, lexical)
+        lexical = self.lexical_scores(query, n)
+        alpha = self.fusion.dense_weight if has_cjk(query) else self.fusion.pinyin_dense_weight
+        fused = self.fuse(dense, lexical, alpha)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         passages: list[Passage] = []
         for chunk_id, score in ranked:
@@ -130,7 +138,7 @@ class Retriever:
                 break
         return passages
 
-    def fuse(self, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+    def fuse(self, dense: dict[int, float], lexical: dict[int, float], alpha: float | None = None) -> dict[int, float]:
         """Weighted sum of normalised dense and BM25 scores over the union of both candidate lists.
 
         "minmax": dense cosine min-max scaled, BM25 divided by the best BM25 score.
@@ -143,7 +151,7 @@ class Retriever:
         ids = sorted(set(dense) | set(lexical))
         dense_norm = _normalise(dense, ids, self.fusion.method, ratio=False)
         lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True)
-        alpha = self.fusion.dense_weight
+        alpha = self.fusion.dense_weight if alpha is None else alpha
         fused = alpha * dense_norm + (1 - alpha) * lexical_norm
         return dict(zip(ids, fused.tolist()))
 

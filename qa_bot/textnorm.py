@@ -9,6 +9,7 @@ import re
 from functools import lru_cache
 
 import opencc
+from pypinyin import lazy_pinyin
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _WORD = re.compile(r"[0-9a-z]+(?:[.'][0-9a-z]+)*")
@@ -69,4 +70,29 @@ def tokenize(text: str) -> list[str]:
             tokens.extend(part[i : i + 2] for i in range(len(part) - 1))
         else:
             tokens.extend(_WORD.findall(part))
+    return tokens
+
+
+def latin_words(text: str) -> list[str]:
+    """Lower-cased Latin words and numbers of a question, plus adjacent pairs joined.
+
+    The pairs match names written as separate syllables: "Wang Yang" -> "wangyang" (汪洋).
+    """
+    words = _WORD.findall(text.lower())
+    return words + [a + b for a, b in zip(words, words[1:])]
+
+
+def pinyin_tokens(text: str) -> list[str]:
+    """Toneless pinyin of every 2 and 3 adjacent CJK characters, joined: 山東省 -> shandong, dongsheng, shandongsheng.
+
+    English questions about Chinese documents name places and people in pinyin
+    ("Shandong", "Lan Tianli"): these tokens let BM25 match them. Single syllables
+    are left out: too ambiguous, and they collide with English words ("he", "an").
+    """
+    tokens: list[str] = []
+    for part in _TOKEN_SPLIT.split(to_simplified(text)):
+        if part and _HAS_CJK.match(part):
+            syllables = lazy_pinyin(part)
+            for size in (2, 3):
+                tokens.extend("".join(syllables[i : i + size]) for i in range(len(syllables) - size + 1))
     return tokens

@@ -109,3 +109,21 @@ def test_answer_language_follows_the_question(seed_bot):
     # quotations keep the document's own (Traditional) characters for a Simplified question
     answer = seed_bot.ask("湖北省政协主席是谁？")
     assert "湖北省政協主席徐立全" in answer.text
+
+
+def test_pinyin_tokens_bridge_english_names():
+    from qa_bot.textnorm import latin_words, pinyin_tokens
+
+    tokens = pinyin_tokens("山東省政協主席付志方")
+    assert {"shandong", "zhifang", "fuzhifang"} <= set(tokens)
+    assert "he" not in tokens  # single syllables are left out
+    assert latin_words("Who is Wang Yang?") == ["who", "is", "wang", "yang", "whois", "iswang", "wangyang"]
+
+
+@pytest.mark.slow
+def test_english_question_with_a_pinyin_place_name(seed_bot):
+    answer = seed_bot.ask(
+        "Which platform did Zhejiang roll out across the whole province to bring CPPCC consultation down to the county level?"
+    )
+    assert answer.found and "請你來協商" in answer.text
+    assert answer.language == "en"
