@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/python app.py
 
@@ -31,10 +35,13 @@ test: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/run_quality.py
+	$(BIN)/python bench/run_lifecycle.py
+	$(BIN)/python bench/fusion_sweep.py
+	$(BIN)/python bench/tokenizer_sweep.py
 
-bench-quick: $(VENV)/.installed
+bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python bench/run_quality.py --quick
 
 clean:

@@ -1,0 +1,76 @@
+"""BM25 tokenisations compared on DRCD dev (BM25 alone, chunks of the qa-bot index).
+
+    python bench/tokenizer_sweep.py [--sample 1000]
+
+Characters, bigrams, both, jieba words (the Simplified default dictionary) and jieba words +
+bigrams, all on OpenCC t2s text. qa-bot uses the winner (textnorm.tokenize: uni+bigrams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bm25s  # noqa: E402
+import jieba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.datasets import DRCD, RESULTS, drcd_questions  # noqa: E402
+from qa_bot import QABot  # noqa: E402
+from qa_bot.textnorm import to_simplified, tokenize  # noqa: E402
+
+
+def _cjk_grams(text: str, sizes: tuple[int, ...]) -> list[str]:
+    return [
+        token
+        for token in tokenize(text)
+        if (len(token) in sizes and all("\u3400" <= ch <= "\u9fff" for ch in token)) or token.isascii()
+    ]
+
+
+def _jieba(text: str) -> list[str]:
+    return [word for word in jieba.lcut(to_simplified(text).lower()) if word.strip()]
+
+
+SCHEMES = {
+    "characters": lambda text: _cjk_grams(text, (1,)),
+    "bigrams": lambda text: _cjk_grams(text, (2,)),
+    "characters + bigrams": tokenize,
+    "jieba words": _jieba,
+    "jieba words + bigrams": lambda text: _jieba(text) + _cjk_grams(text, (2,)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sample", type=int, default=1000)
+    args = parser.parse_args()
+    bot = QABot(index_dir=RESULTS / "drcd-index", docs_dir=DRCD / "docs")
+    bot.update()
+    chunks = bot.index.chunks
+    questions = drcd_questions(args.sample)
+    print("| tokens | R@1 / R@5 / MRR@10 |\n|---|---|")
+    for name, scheme in SCHEMES.items():
+        model = bm25s.BM25()
+        model.index([scheme(chunk.index_text()) for chunk in chunks], show_progress=False)
+        r1 = r5 = mrr = 0.0
+        for item in questions:
+            tokens = [t for t in scheme(item["question"]) if t in model.vocab_dict]
+            if not tokens:
+                continue
+            for rank, i in enumerate(np.argsort(-model.get_scores(tokens))[:10], 1):
+                chunk = chunks[i]
+                if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
+                    r1 += rank == 1
+                    r5 += rank <= 5
+                    mrr += 1 / rank
+                    break
+        n = len(questions)
+        print(f"| {name} | {r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
