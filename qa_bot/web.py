@@ -724,11 +724,12 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def warm_up(bot: QABot) -> threading.Thread:
-    """Load the model (and tokenizers) in the background so the first question is fast."""
+    """Load the model, tokenizers and the pinyin index in the background so the first question is fast."""
 
     def run() -> None:
         try:
             bot.ask(EXAMPLES[0])
+            bot.index.pinyin_bm25()
         except Exception as error:  # noqa: BLE001 - a failed warm-up shows up again on the first question
             print(f"qa-bot: model warm-up failed: {error}", file=sys.stderr)
 
