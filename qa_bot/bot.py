@@ -16,7 +16,7 @@ import numpy as np
 from filelock import FileLock
 
 from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
-from .chunking import ChunkSettings, chunk_text
+from .chunking import ChunkSettings, iter_chunks
 from .config import Settings
 from .index import (
     ChunkRecord,
@@ -109,6 +109,8 @@ def _classify(
 
 def document_files(docs_dir: Path) -> list[Path]:
     """Supported files under a folder, sorted; hidden files and folders skipped, symlink loops safe."""
+    if docs_dir.exists() and not docs_dir.is_dir():
+        raise DocumentError(f"documents folder {docs_dir} is not a folder")
     if not docs_dir.is_dir():
         raise DocumentError(f"documents folder {docs_dir} does not exist")
     files = []
@@ -380,7 +382,7 @@ class QABot:
                     bisect_left(newlines, c.start) + 1, runs_from_offsets(c.offsets),
                     bisect_left(pages, c.start) + 1 if pages else 0,
                 )
-                for c in chunk_text(doc.text, self.chunking)
+                for c in iter_chunks(doc.text, self.chunking)
             ]
             chunks.extend(doc_chunks)
             documents[doc.name] = DocumentInfo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .layout import Mapped, Unit, clean
@@ -148,6 +149,35 @@ def _make_chunk(pieces: list[_Piece], context: str, kind: str) -> Chunk:
     return Chunk(joined.text, joined.offsets, context, kind)
 
 
+SECTION_CHARS = 200_000
+
+
+def _section_ends(original: str, size: int) -> Iterator[int]:
+    """Cut points every ~size characters, at a paragraph break after a finished sentence if possible."""
+    start = 0
+    while len(original) - start > size:
+        window = original[start + size // 2 : start + size]
+        cut = -1
+        for match in re.finditer(r"[。！？!?.」』”]\s*\n\s*\n", window):
+            cut = match.end()
+        if cut < 0:
+            cut = max(window.rfind("\n\n"), window.rfind("\n")) + 1 or len(window)
+        start += size // 2 + cut
+        yield start
+    yield len(original)
+
+
+def iter_chunks(original: str, settings: ChunkSettings = ChunkSettings()) -> Iterator[Chunk]:
+    """Layout repair + chunking, section by section, so memory stays bounded on huge documents."""
+    start = 0
+    for end in _section_ends(original, SECTION_CHARS):
+        for chunk in chunk_units(clean(original[start:end]), settings):
+            if start:
+                chunk.offsets = [offset + start for offset in chunk.offsets]
+            yield chunk
+        start = end
+
+
 def chunk_text(original: str, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
-    """Layout repair + chunking of one document's original text."""
-    return chunk_units(clean(original), settings)
+    """All chunks of one document's original text."""
+    return list(iter_chunks(original, settings))

@@ -208,7 +208,7 @@ def test_directory_where_a_file_is_expected(fast_bot, docs_dir):
         message = only_error(fast_bot.add_documents([docs_dir / "folder.txt"]))
         assert message == f"{docs_dir / 'folder.txt'} is a directory, not a document"
         assert fast_bot.update().errors == {}  # a folder named like a file is not a document: skipped
-        with pytest.raises(DocumentError, match="documents folder .* does not exist"):
+        with pytest.raises(DocumentError, match="documents folder .* is not a folder"):
             fast_bot.rebuild(docs_dir=docs_dir / "cppcc-local-work-conference.txt")  # a file where a folder goes
 
 

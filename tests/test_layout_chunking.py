@@ -92,3 +92,25 @@ def test_property_offsets_valid_and_every_character_chunked(text):
         covered.update(chunk.offsets)
     visible = {i for i, ch in enumerate(text) if not re.match(r"[\s\ufeff]", ch)}
     assert visible <= covered
+
+
+def test_chunking_a_huge_document_has_bounded_memory():
+    """~20 MB of text: chunked section by section, peak memory growth stays far below the offset-list cost."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys\n"
+        "from qa_bot.chunking import iter_chunks\n"
+        "from qa_bot.index import runs_from_offsets\n"
+        f"seed = open({str(SEED_FILE)!r}, encoding='utf-8').read()\n"
+        "big = (seed + '\\n\\n') * 1300\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "records = [(c.text, runs_from_offsets(c.offsets)) for c in iter_chunks(big)]\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(len(big), len(records), (after - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600)
+    chars, chunks, growth_mb = map(int, out.stdout.split())
+    assert chars > 6_000_000 and chunks > 30_000
+    assert growth_mb < 200, f"peak RSS grew {growth_mb} MB"
