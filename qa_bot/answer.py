@@ -15,7 +15,7 @@ import numpy as np
 
 from .index import Index
 from .retriever import Passage
-from .textnorm import has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
+from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
 # Question words and particles carry no content: they must not make a sentence look relevant.
@@ -135,11 +135,20 @@ class SentencePicker:
         self._pinyin_idf: dict[str, float] | None = None
         self.default_idf = math.log(1 + max(1, len(index.chunks)))
 
-    def weights(self, question: str) -> Counter:
+    def weights(self, question: str, cross_lingual: bool = False) -> Counter:
+        """Content tokens of the question with their idf.
+
+        cross_lingual (an English question, Chinese passages): only words the corpus knows
+        count — pinyin of names and places — since no other English word can match.
+        """
         if not has_cjk(question):
             if self._pinyin_idf is None:
                 self._pinyin_idf = _idf_table(self._index.pinyin_bm25(), len(self._index.chunks))
-            return Counter({w: self._pinyin_idf[w] for w in latin_words(question) if w in self._pinyin_idf})
+            known = {**self._pinyin_idf, **self.idf}  # pinyin of names, and words of Latin-script text
+            if cross_lingual:
+                return Counter({w: known[w] for w in latin_words(question) if w in known})
+            words = [w for w in latin_words(question, pairs=False) if w not in ENGLISH_STOPWORDS]
+            return Counter({w: known.get(w, self.default_idf) for w in words})
         content = _QUESTION_WORDS.sub(" ", to_simplified(question))
         return Counter({t: self.idf.get(t, self.default_idf) for t in tokenize(content)})
 
@@ -226,10 +235,12 @@ def compose(
     language = script_of(question)
     if not passages:
         return Answer(message("empty_index", language), [], False, [], language, query)
-    weights = picker.weights(question)
+    # An English question over Chinese passages can only be matched through pinyin and meaning.
+    cross_lingual = language == "en" and has_cjk(passages[0].text)
+    weights = picker.weights(question, cross_lingual)
     if query != question:  # a follow-up: the earlier question's words count, but less
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
-            {t: 0.5 * w for t, w in picker.weights(query).items()}
+            {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
@@ -249,7 +260,7 @@ def compose(
     if not candidates:
         return Answer(message("not_found", language), passages, False, [], language, query)
     best = max(candidates, key=lambda c: c.score)
-    if not _is_relevant(passages[0], candidates, best, language != "en", settings):
+    if not _is_relevant(passages[0], candidates, best, cross_lingual, settings):
         return Answer(message("not_found", language), passages, False, [], language, query)
     chosen = [best] + [
         c for c in sorted(candidates, key=lambda c: -c.score)
@@ -283,10 +294,10 @@ def _is_heading_line(passage: Passage, start: int, end: int) -> bool:
 
 
 def _is_relevant(
-    top: Passage, candidates: list[_Candidate], best: _Candidate, cjk_question: bool, settings: AnswerSettings
+    top: Passage, candidates: list[_Candidate], best: _Candidate, cross_lingual: bool, settings: AnswerSettings
 ) -> bool:
     """Whether the best passages answer the question at all (see AnswerSettings)."""
-    if not cjk_question:
+    if cross_lingual:
         names_found = best.overlap >= settings.min_pinyin_overlap and top.similarity >= settings.min_pinyin_similarity
         return names_found or (
             top.similarity >= settings.min_english_similarity

@@ -60,6 +60,12 @@ def check_question(question: str) -> str:
     return cleaned[:MAX_QUESTION_CHARS]
 
 
+def _bm25_scores(bm25, tokens: list[str]) -> np.ndarray | None:
+    """BM25 score of every passage, or None when no token of the question is in the vocabulary."""
+    known = [token for token in tokens if token in bm25.vocab_dict] if bm25 is not None else []
+    return bm25.get_scores(known) if known else None
+
+
 def _minmax(scores: np.ndarray) -> np.ndarray:
     if scores.size == 0:
         return scores
@@ -97,15 +103,14 @@ class Retriever:
         return {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
 
     def lexical_scores(self, question: str, n: int) -> dict[int, float]:
-        """BM25 over Simplified uni+bigrams; for questions without CJK, over pinyin (names, places)."""
-        if has_cjk(question):
-            bm25, tokens = self.index.bm25, tokenize(question)
-        else:
-            bm25, tokens = self.index.pinyin_bm25(), latin_words(question)
-        tokens = [token for token in tokens if token in bm25.vocab_dict] if bm25 else []
-        if not tokens:
+        """BM25 over Simplified uni+bigrams (Latin words included); for questions without CJK,
+        plus BM25 over the pinyin of the passages (names and places written in pinyin)."""
+        scores = _bm25_scores(self.index.bm25, tokenize(question))
+        if not has_cjk(question):
+            pinyin = _bm25_scores(self.index.pinyin_bm25(), latin_words(question))
+            scores = pinyin if scores is None else scores if pinyin is None else scores + pinyin
+        if scores is None:
             return {}
-        scores = bm25.get_scores(tokens)
         top = np.argsort(-scores)[:n]
         # Zeros are kept: they are true scores, and they keep the z-score statistics honest
         # when only a few passages match (an English question naming one province).

@@ -73,13 +73,18 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def latin_words(text: str) -> list[str]:
-    """Lower-cased Latin words and numbers of a question, plus adjacent pairs joined.
+ENGLISH_STOPWORDS = frozenset(
+    ["a", "about", "an", "and", "are", "as", "at", "be", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "should", "that", "the", "their", "them", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "would", "you", "your"]
+)
+
+
+def latin_words(text: str, pairs: bool = True) -> list[str]:
+    """Lower-cased Latin words and numbers of a question, plus (pairs=True) adjacent pairs joined.
 
     The pairs match names written as separate syllables: "Wang Yang" -> "wangyang" (汪洋).
     """
     words = _WORD.findall(text.lower())
-    return words + [a + b for a, b in zip(words, words[1:])]
+    return words + [a + b for a, b in zip(words, words[1:])] if pairs else words
 
 
 def pinyin_tokens(text: str) -> list[str]:

@@ -127,3 +127,29 @@ def test_english_question_with_a_pinyin_place_name(seed_bot):
     )
     assert answer.found and "請你來協商" in answer.text
     assert answer.language == "en"
+
+
+ROUTER_MANUAL = """Router Setup Guide
+
+To reset the router password, press and hold the reset button on the back panel for ten seconds. The power light will blink orange, and the router restarts with the factory password printed on the label.
+
+Firmware updates are published every quarter. The router checks for updates at 3 a.m. and installs them automatically unless automatic updates are disabled.
+"""
+
+
+@pytest.mark.slow
+def test_english_document_beside_the_chinese_one(tmp_path, real_embedder):
+    """English questions over an English document use its words; over Chinese text, pinyin and meaning."""
+    from qa_bot import QABot
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "router.txt").write_text(ROUTER_MANUAL, encoding="utf-8")
+    (docs / "cppcc.txt").write_text(ORIGINAL, encoding="utf-8")
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs, embedder=real_embedder)
+    bot.rebuild()
+    answer = bot.ask("How do I reset the router password?")
+    assert answer.found and "press and hold the reset button" in answer.text
+    assert answer.citations[0].source == "router.txt"
+    assert "汪洋" in bot.ask("Who is Wang Yang?").text
+    assert not bot.ask("What is the capital of France?").found
