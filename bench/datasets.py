@@ -38,3 +38,17 @@ def drcd_questions(sample: int | None = None, simplified: bool = False, seed: in
     if simplified:
         questions = [{**q, "question": to_simplified(q["question"]), "lang": "zh-hans"} for q in questions]
     return [{**q, "lang": q.get("lang", "zh-hant")} if not simplified else q for q in questions]
+
+
+def recall_summary(ranked_chunks: list[list], questions: list[dict]) -> str:
+    """"R@1 / R@5 / MRR@10" of ranked chunk lists against DRCD gold paragraphs (same order as questions)."""
+    r1 = r5 = mrr = 0.0
+    for chunks, item in zip(ranked_chunks, questions):
+        for rank, chunk in enumerate(chunks[:10], 1):
+            if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
+                r1 += rank == 1
+                r5 += rank <= 5
+                mrr += 1 / rank
+                break
+    n = len(questions)
+    return f"{r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl  # noqa: E402
+from bench.datasets import DRCD, RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl, recall_summary  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.retriever import FusionSettings, Retriever  # noqa: E402
 from qa_bot.textnorm import has_cjk  # noqa: E402
@@ -58,21 +58,14 @@ def candidates(bot: QABot, questions: list[dict]) -> list[tuple[dict, dict, dict
 
 
 def score_drcd(bot, scored, retriever) -> dict[str, str]:
-    table = {}
-    for variant in VARIANTS:
-        r1 = r5 = mrr = 0.0
-        for item, dense, lexical in scored:
-            ids = rank(variant, retriever, dense, lexical)
-            for position, chunk_id in enumerate(ids, 1):
-                chunk = bot.index.chunks[chunk_id]
-                if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
-                    r1 += position == 1
-                    r5 += position <= 5
-                    mrr += 1 / position
-                    break
-        n = len(scored)
-        table[variant] = f"{r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f}"
-    return table
+    chunks = bot.index.chunks
+    return {
+        variant: recall_summary(
+            [[chunks[i] for i in rank(variant, retriever, dense, lexical)] for _, dense, lexical in scored],
+            [item for item, _, _ in scored],
+        )
+        for variant in VARIANTS
+    }
 
 
 def score_seed(bot, scored, retriever) -> dict[str, str]:

@@ -18,7 +18,7 @@ import bm25s  # noqa: E402
 import jieba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.datasets import DRCD, RESULTS, drcd_questions  # noqa: E402
+from bench.datasets import DRCD, RESULTS, drcd_questions, recall_summary  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.textnorm import to_simplified, tokenize  # noqa: E402
 
@@ -56,21 +56,12 @@ def main() -> None:
     for name, scheme in SCHEMES.items():
         model = bm25s.BM25()
         model.index([scheme(chunk.index_text()) for chunk in chunks], show_progress=False)
-        r1 = r5 = mrr = 0.0
+        ranked = []
         for item in questions:
             tokens = [t for t in scheme(item["question"]) if t in model.vocab_dict]
-            if not tokens:
-                continue
-            for rank, i in enumerate(np.argsort(-model.get_scores(tokens))[:10], 1):
-                chunk = chunks[i]
-                if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
-                    r1 += rank == 1
-                    r5 += rank <= 5
-                    mrr += 1 / rank
-                    break
-        n = len(questions)
-        print(f"| {name} | {r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f} |", flush=True)
-
+            order = np.argsort(-model.get_scores(tokens))[:10] if tokens else []
+            ranked.append([chunks[i] for i in order])
+        print(f"| {name} | {recall_summary(ranked, questions)} |", flush=True)
 
 if __name__ == "__main__":
     main()
