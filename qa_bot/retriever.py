@@ -117,7 +117,7 @@ class Retriever:
         return {int(i): float(scores[i]) for i in top}
 
     def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
-        """The k best passages for a question, best first, with fused scores in [0, 1]."""
+        """The k best passages for a question, best first (Passage.score: the fused score, higher is better)."""
         query = check_question(question)
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -169,5 +169,5 @@ def _normalise(scores: dict[int, float], ids: list[int], method: str, ratio: boo
         spread = float(values.std())
         return (column - float(values.mean())) / spread if spread > 1e-9 else np.zeros_like(column)
     if ratio:
-        return column / float(values.max())
+        return column / max(float(values.max()), 1e-9)
     return _minmax(column)
