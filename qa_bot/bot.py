@@ -286,9 +286,17 @@ class QABot:
             )
 
     def _current_or_none(self, require_same_model: bool) -> Index | None:
-        """The latest index on disk (another process may have written it), or None."""
+        """The latest index on disk (another process may have written it), or None.
+
+        The snapshot in memory is reused when it is still the current generation, so a
+        write does not re-read and re-checksum the whole index.
+        """
         try:
-            current = Index.load(self.index_dir)
+            loaded = self._index
+            if loaded is not None and loaded.generation == read_manifest(self.index_dir)["generation"]:
+                current = loaded
+            else:
+                current = Index.load(self.index_dir)
         except IndexMissingError:
             return None
         except IndexCorruptError:

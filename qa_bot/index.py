@@ -120,6 +120,7 @@ class Index:
     dense: faiss.Index
     bm25: bm25s.BM25 | None
     built_at: float = field(default_factory=time.time)
+    generation: str = ""  # the on-disk generation this snapshot is ("" until saved)
 
     @classmethod
     def build(
@@ -179,6 +180,7 @@ class Index:
         }
         _fsync_tree(staging)
         os.replace(staging, index_dir / generation)
+        self.generation = generation
         manifest = {
             "format_version": FORMAT_VERSION,
             "generation": generation,
@@ -224,7 +226,7 @@ class Index:
         documents = {name: DocumentInfo(**info) for name, info in manifest["documents"].items()}
         return cls(
             manifest["model"], manifest["dim"], manifest["chunker"], chunks, documents, dense, bm25,
-            manifest["built_at"],
+            manifest["built_at"], manifest["generation"],
         )
 
 
