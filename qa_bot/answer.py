@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .index import Index
 from .retriever import Passage
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
+
+if TYPE_CHECKING:
+    from .store import Store
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
 # Question words and particles carry no content: they must not make a sentence look relevant.
@@ -129,11 +131,11 @@ class SentencePicker:
     bridge from English to Chinese text.
     """
 
-    def __init__(self, index: Index):
-        self.idf = _idf_table(index.bm25, len(index.chunks))
-        self._index = index
-        self._pinyin_idf: dict[str, float] | None = None
-        self.default_idf = math.log(1 + max(1, len(index.chunks)))
+    def __init__(self, index: Store):
+        passages = len(index.chunks)
+        self.idf = IdfTable(index, passages)
+        self._pinyin_idf = IdfTable(index, passages, pinyin=True)
+        self.default_idf = math.log(1 + max(1, passages))
 
     def weights(self, question: str, cross_lingual: bool = False) -> Counter:
         """Content tokens of the question with their idf.
@@ -142,32 +144,54 @@ class SentencePicker:
         count — pinyin of names and places — since no other English word can match.
         """
         if not has_cjk(question):
-            if self._pinyin_idf is None:
-                self._pinyin_idf = _idf_table(self._index.pinyin_bm25(), len(self._index.chunks))
-            known = {**self._pinyin_idf, **self.idf}  # pinyin of names, and words of Latin-script text
+            words = latin_words(question)
+            self.idf.fetch(words)
+            self._pinyin_idf.fetch(words)
+
+            def known(word: str) -> float | None:  # words of Latin-script text, else pinyin of names
+                return self.idf.get(word, self._pinyin_idf.get(word))
+
             if cross_lingual:
-                return Counter({w: known[w] for w in latin_words(question) if w in known})
+                return Counter({w: idf for w in latin_words(question) if (idf := known(w)) is not None})
             words = [w for w in latin_words(question, pairs=False) if w not in ENGLISH_STOPWORDS]
-            return Counter({w: known.get(w, self.default_idf) for w in words})
-        content = _QUESTION_WORDS.sub(" ", to_simplified(question))
-        return Counter({t: self.idf.get(t, self.default_idf) for t in tokenize(content)})
+            return Counter({w: idf if (idf := known(w)) is not None else self.default_idf for w in words})
+        tokens = tokenize(_QUESTION_WORDS.sub(" ", to_simplified(question)))
+        self.idf.fetch(tokens)
+        return Counter({t: self.idf.get(t, self.default_idf) for t in tokens})
 
     def overlap(self, weights: Counter, sentence: str) -> float:
         """Share of the question's weight found in the sentence (0..1)."""
         total = sum(weights.values())
         if not total:
             return 0.0
-        tokens = set(tokenize(sentence)) | set(pinyin_tokens(sentence) if self._pinyin_idf else ())
+        latin = any(token.isascii() for token in weights)  # an English question: its names may be pinyin
+        tokens = set(tokenize(sentence)) | set(pinyin_tokens(sentence) if latin else ())
         return sum(w for t, w in weights.items() if t in tokens) / total
 
 
-def _idf_table(bm25, n: int) -> dict[str, float]:
-    """BM25 idf per token, from the document frequencies held in a bm25s matrix."""
-    if bm25 is None:
-        return {}
-    df = np.diff(np.asarray(bm25.scores["indptr"]))
-    idf = np.log(1 + (max(1, n) - df + 0.5) / (df + 0.5))
-    return {token: float(idf[i]) for token, i in bm25.vocab_dict.items() if i < len(idf) and token}
+class IdfTable:
+    """BM25 idf per token, from the store's document frequencies, looked up as needed.
+
+    A dict over the whole vocabulary would cost seconds and hundreds of MB at a million
+    passages, and a Milvus store can only be asked token by token.
+    """
+
+    def __init__(self, store: Store, passages: int, pinyin: bool = False):
+        self._store, self._pinyin, self._n = store, pinyin, max(1, passages)
+        self._known: dict[str, float | None] = {}
+
+    def fetch(self, tokens: Iterable[str]) -> None:
+        """Look up the tokens not seen yet, in one call to the store."""
+        unknown = {token for token in tokens if token not in self._known}
+        if unknown:
+            df = self._store.document_frequency(unknown, self._pinyin)
+            for token in unknown:
+                self._known[token] = None if token not in df else math.log(1 + (self._n - df[token] + 0.5) / (df[token] + 0.5))
+
+    def get(self, token: str, default: float | None = None) -> float | None:
+        self.fetch([token])
+        idf = self._known[token]
+        return default if idf is None else idf
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -222,7 +246,7 @@ def compose(
     question: str,
     query: str,
     passages: list[Passage],
-    index: Index,
+    index: Store,
     picker: SentencePicker,
     sentence_similarity: list[list[float]] | None = None,
     settings: AnswerSettings = AnswerSettings(),

@@ -18,18 +18,10 @@ from filelock import FileLock
 from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
 from .chunking import ChunkSettings, iter_chunks
 from .config import Settings
-from .index import (
-    ChunkRecord,
-    DocumentInfo,
-    Index,
-    IndexCorruptError,
-    IndexMissingError,
-    read_manifest,
-    remove_stale,
-    runs_from_offsets,
-)
+from .index import ChunkRecord, DocumentInfo, IndexCorruptError, IndexMissingError, runs_from_offsets
 from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
 from .retriever import Passage, Retriever, check_question
+from .store import NewDocument, Store, StoreConfig, location_for
 from .textnorm import script_of
 
 if TYPE_CHECKING:
@@ -137,15 +129,20 @@ class QABot:
         model: str | None = None,
         embedder: Embedder | None = None,
         chunking: ChunkSettings = ChunkSettings(),
+        store: StoreConfig | None = None,
     ):
+        """store: which store and where (default: QA_BOT_STORE etc., else FAISS files in index_dir).
+        index_dir always holds the write lock; with FAISS it is the index itself."""
         settings = Settings()
         self.index_dir = Path(index_dir) if index_dir is not None else settings.index_dir
         self.docs_dir = Path(docs_dir) if docs_dir is not None else settings.docs_dir
         self._model = model if model is not None else settings.model
         self._embedder = embedder
         self.chunking = chunking
-        self._index: Index | None = None
-        self._picker: tuple[Index, SentencePicker] | None = None
+        self.store_config = store or StoreConfig()
+        self.location = location_for(self.store_config, self.index_dir)
+        self._index: Store | None = None
+        self._picker: tuple[Store, SentencePicker] | None = None
         self._write_lock = threading.RLock()
         self._load_lock = threading.Lock()
 
@@ -162,16 +159,21 @@ class QABot:
         return self._embedder
 
     @property
-    def index(self) -> Index:
-        """The current snapshot, loaded from disk on first use."""
+    def index(self) -> Store:
+        """The current snapshot, opened on first use."""
         if self._index is None:
             with self._load_lock:
                 if self._index is None:
-                    self._index = Index.load(self.index_dir)
+                    self._index = self.location.open()
         return self._index
 
     def exists(self) -> bool:
-        return (self.index_dir / "manifest.json").is_file()
+        return self.location.exists()
+
+    def close(self) -> None:
+        """Release the store's connections (a Milvus Lite file can then be opened by another process)."""
+        self._index = None
+        self.location.close()
 
     def ensure_index(self, progress: Progress | None = None) -> None:
         """Build the index from docs_dir if there is none yet."""
@@ -215,7 +217,7 @@ class QABot:
         scores = iter((self.embedder.encode_passages(sentences) @ query_vector).tolist())
         return [[next(scores) for _ in passage_spans] for passage_spans in spans]
 
-    def _picker_for(self, index: Index) -> SentencePicker:
+    def _picker_for(self, index: Store) -> SentencePicker:
         cached = self._picker
         if cached is None or cached[0] is not index:
             cached = (index, SentencePicker(index))
@@ -278,14 +280,14 @@ class QABot:
         with self._write_lock, FileLock(str(self.index_dir / ".write.lock")):
             yield
 
-    def _check_model(self, index: Index) -> None:
+    def _check_model(self, index: Store) -> None:
         if index.model != self.embedder.model_id:
             raise IndexCorruptError(
-                f"the index at {self.index_dir} was built with model {index.model!r} but the configured model "
+                f"the index at {self.location.describe()} was built with model {index.model!r} but the configured model "
                 f"is {self.embedder.model_id!r}; rebuild it with `qa-bot index build`"
             )
 
-    def _current_or_none(self, require_same_model: bool) -> Index | None:
+    def _current_or_none(self, require_same_model: bool) -> Store | None:
         """The latest index on disk (another process may have written it), or None.
 
         The snapshot in memory is reused when it is still the current generation, so a
@@ -293,10 +295,10 @@ class QABot:
         """
         try:
             loaded = self._index
-            if loaded is not None and loaded.generation == read_manifest(self.index_dir)["generation"]:
+            if loaded is not None and loaded.generation == self.location.generation():
                 current = loaded
             else:
-                current = Index.load(self.index_dir)
+                current = self.location.open()
         except IndexMissingError:
             return None
         except IndexCorruptError:
@@ -306,7 +308,7 @@ class QABot:
         same = current.model == self.embedder.model_id and current.settings == self.chunking.as_dict()
         if not same and require_same_model:
             raise IndexCorruptError(
-                f"the index at {self.index_dir} was built with model {current.model!r} and chunker "
+                f"the index at {self.location.describe()} was built with model {current.model!r} and chunker "
                 f"{current.settings}; this bot uses {self.embedder.model_id!r} and {self.chunking.as_dict()}. "
                 "Run `qa-bot index build` to rebuild it"
             )
@@ -356,7 +358,7 @@ class QABot:
         return report
 
     def _apply(
-        self, previous: Index | None, changed: list[_Loaded], kept: set[str], report: IndexReport,
+        self, previous: Store | None, changed: list[_Loaded], kept: set[str], report: IndexReport,
         progress: Progress | None,
     ) -> None:
         """Write a new generation if anything changed (or there is no index yet)."""
@@ -364,27 +366,24 @@ class QABot:
             self._commit(previous, changed, kept - {doc.name for doc in changed}, report, progress)
         else:
             report.passages = len(previous.chunks)
-            # Tidy what a writer killed between swap and clean-up may have left behind.
-            remove_stale(self.index_dir, keep=read_manifest(self.index_dir)["generation"])
+            previous.tidy()  # what a writer killed between swap and clean-up may have left behind
 
     def _commit(
         self,
-        previous: Index | None,
+        previous: Store | None,
         new_docs: list[_Loaded],
         keep: set[str],
         report: IndexReport,
         progress: Progress | None,
     ) -> None:
-        """Build the new snapshot (reusing embeddings of unchanged passages), save it, swap it in."""
+        """Write the new state (reusing embeddings of unchanged passages) and swap it in."""
         embedder = self.embedder
-        old_chunks = previous.chunks if previous else []
-        old_vectors = previous.vectors() if previous else np.zeros((0, embedder.dim), np.float32)
-        cache = {chunk.index_text(): old_vectors[i] for i, chunk in enumerate(old_chunks)}
-        chunks = [chunk for chunk in old_chunks if chunk.source in keep]
-        documents = {name: info for name, info in (previous.documents if previous else {}).items() if name in keep}
+        removed = set(previous.documents) - keep if previous else set()
+        cache = previous.vectors_by_text(removed) if previous else {}
+        chunked = []
         for doc in new_docs:
             newlines, pages = _positions(doc.text, "\n"), _positions(doc.text, "\f")
-            doc_chunks = [
+            chunks = [
                 ChunkRecord(
                     doc.name, c.start, c.end, c.text, c.context, c.kind,
                     bisect_left(newlines, c.start) + 1, runs_from_offsets(c.offsets),
@@ -392,18 +391,18 @@ class QABot:
                 )
                 for c in iter_chunks(doc.text, self.chunking)
             ]
-            chunks.extend(doc_chunks)
-            documents[doc.name] = DocumentInfo(
-                doc.name, doc.sha256, doc.size, len(doc.text), len(doc_chunks), str(doc.path.resolve())
-            )
-        texts = [chunk.index_text() for chunk in chunks]
-        missing = sorted({text for text in texts if text not in cache})
+            info = DocumentInfo(doc.name, doc.sha256, doc.size, len(doc.text), len(chunks), str(doc.path.resolve()))
+            chunked.append((info, chunks))
+        missing = sorted({chunk.index_text() for _, chunks in chunked for chunk in chunks} - cache.keys())
         if missing:
-            for text, vector in zip(missing, embedder.encode_passages(missing, progress=progress)):
-                cache[text] = vector
-        vectors = np.stack([cache[text] for text in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
-        index = Index.build(embedder.model_id, embedder.dim, self.chunking.as_dict(), chunks, vectors, documents)
-        index.save(self.index_dir)
+            cache.update(zip(missing, embedder.encode_passages(missing, progress=progress)))
+        added = [
+            NewDocument(info, chunks, np.array([cache[c.index_text()] for c in chunks], np.float32).reshape(-1, embedder.dim))
+            for info, chunks in chunked
+        ]
+        if previous is None:
+            previous = self.location.create(embedder.model_id, embedder.dim, self.chunking.as_dict())
+        index = previous.write(removed, added)
         self._index = index
         report.embedded = len(missing)
-        report.passages = len(chunks)
+        report.passages = len(index.chunks)

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .index import ChunkRecord, Index
+from .index import ChunkRecord
 from .textnorm import has_cjk, latin_words, tokenize
 
 if TYPE_CHECKING:
     from .models import Embedder
+    from .store import Store
 
 MAX_QUESTION_CHARS = 2000  # longer questions are cut for matching (the model reads 512 tokens anyway)
 CANDIDATES = 100
@@ -60,12 +61,6 @@ def check_question(question: str) -> str:
     return cleaned[:MAX_QUESTION_CHARS]
 
 
-def _bm25_scores(bm25, tokens: list[str]) -> np.ndarray | None:
-    """BM25 score of every passage, or None when no token of the question is in the vocabulary."""
-    known = [token for token in tokens if token in bm25.vocab_dict] if bm25 is not None else []
-    return bm25.get_scores(known) if known else None
-
-
 def _minmax(scores: np.ndarray) -> np.ndarray:
     if scores.size == 0:
         return scores
@@ -91,30 +86,21 @@ def _overlaps(a: Passage, b: Passage) -> bool:
 
 
 class Retriever:
-    """Searches one Index snapshot."""
+    """Searches one store snapshot."""
 
-    def __init__(self, index: Index, embedder: Embedder, fusion: FusionSettings = FusionSettings()):
+    def __init__(self, index: Store, embedder: Embedder, fusion: FusionSettings = FusionSettings()):
         self.index = index
         self.embedder = embedder
         self.fusion = fusion
 
     def dense_scores(self, query_vector: np.ndarray, n: int) -> dict[int, float]:
-        scores, ids = self.index.dense.search(query_vector[None, :].astype(np.float32), n)
-        return {int(i): float(s) for i, s in zip(ids[0], scores[0]) if i >= 0}
+        return self.index.dense_search(query_vector, n)
 
     def lexical_scores(self, question: str, n: int) -> dict[int, float]:
         """BM25 over Simplified uni+bigrams (Latin words included); for questions without CJK,
         plus BM25 over the pinyin of the passages (names and places written in pinyin)."""
-        scores = _bm25_scores(self.index.bm25, tokenize(question))
-        if not has_cjk(question):
-            pinyin = _bm25_scores(self.index.pinyin_bm25(), latin_words(question))
-            scores = pinyin if scores is None else scores if pinyin is None else scores + pinyin
-        if scores is None:
-            return {}
-        top = np.argsort(-scores)[:n]
-        # Zeros are kept: they are true scores, and they keep the z-score statistics honest
-        # when only a few passages match (an English question naming one province).
-        return {int(i): float(scores[i]) for i in top}
+        pinyin = None if has_cjk(question) else latin_words(question)
+        return self.index.lexical_search(tokenize(question), n, pinyin)
 
     def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for a question, best first (Passage.score: the fused score, higher is better)."""
@@ -129,13 +115,13 @@ class Retriever:
         dense = self.dense_scores(query_vector, n)
         lexical = self.lexical_scores(query, n)
         alpha = self.fusion.dense_weight if has_cjk(query) else self.fusion.pinyin_dense_weight
-        fused = self.fuse(dense, lexical, alpha)
+        fused = self.fuse(dense, lexical, alpha, candidates=n)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         passages: list[Passage] = []
         for chunk_id, score in ranked:
             similarity = dense.get(chunk_id)
             if similarity is None:
-                similarity = float(self.index.dense.reconstruct(chunk_id) @ query_vector)
+                similarity = self.index.similarity(chunk_id, query_vector)
             passage = _to_passage(chunk_id, self.index.chunks[chunk_id], score, similarity)
             if not any(_overlaps(passage, kept) for kept in passages):
                 passages.append(passage)
@@ -143,26 +129,30 @@ class Retriever:
                 break
         return passages
 
-    def fuse(self, dense: dict[int, float], lexical: dict[int, float], alpha: float | None = None) -> dict[int, float]:
+    def fuse(
+        self, dense: dict[int, float], lexical: dict[int, float], alpha: float | None = None, candidates: int = 0
+    ) -> dict[int, float]:
         """Weighted sum of normalised dense and BM25 scores over the union of both candidate lists.
 
         "minmax": dense cosine min-max scaled, BM25 divided by the best BM25 score.
         "zscore": each side standardised over its own candidates, so a retriever whose
         top hits stand far above the rest (confident for this query) weighs more.
-        A candidate missing from one list gets that list's lowest score.
+        A candidate missing from one list gets that list's lowest score. When a store returns
+        fewer BM25 hits than `candidates` (Milvus returns only matches), the rest count as 0,
+        as the FAISS store's full score array has them.
         """
         if not lexical:
             return dense
         ids = sorted(set(dense) | set(lexical))
         dense_norm = _normalise(dense, ids, self.fusion.method, ratio=False)
-        lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True)
+        lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True, zeros=candidates - len(lexical))
         alpha = self.fusion.dense_weight if alpha is None else alpha
         fused = alpha * dense_norm + (1 - alpha) * lexical_norm
         return dict(zip(ids, fused.tolist()))
 
 
-def _normalise(scores: dict[int, float], ids: list[int], method: str, ratio: bool) -> np.ndarray:
-    values = np.array(list(scores.values()))
+def _normalise(scores: dict[int, float], ids: list[int], method: str, ratio: bool, zeros: int = 0) -> np.ndarray:
+    values = np.concatenate([list(scores.values()), np.zeros(max(0, zeros))])
     floor = float(values.min())
     column = np.array([scores.get(i, floor) for i in ids])
     if method == "zscore":

@@ -729,7 +729,7 @@ def warm_up(bot: QABot) -> threading.Thread:
     def run() -> None:
         try:
             bot.ask(EXAMPLES[0])
-            bot.index.pinyin_bm25()
+            bot.index.lexical_search([], 1, pinyin_words=["beijing"])  # builds the pinyin side when it is lazy
         except Exception as error:  # noqa: BLE001 - a failed warm-up shows up again on the first question
             print(f"qa-bot: model warm-up failed: {error}", file=sys.stderr)
 

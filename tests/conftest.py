@@ -62,14 +62,32 @@ def docs_dir(tmp_path: Path) -> Path:
     return target
 
 
+STORES = ("faiss", "milvus")
+
+
+@pytest.fixture(scope="session", params=STORES)
+def store_kind(request) -> str:
+    """Every test that uses a bot fixture runs against both stores (Milvus: Milvus Lite)."""
+    return request.param
+
+
+def index_state(bot) -> tuple:
+    """What a refused write must leave unchanged: the generation, documents and passage count."""
+    index = bot.location.open()
+    return index.generation, sorted((d.name, d.sha256) for d in index.documents.values()), len(index.chunks)
+
+
 @pytest.fixture
-def fast_bot(tmp_path: Path, docs_dir: Path, hash_embedder: HashEmbedder):
+def fast_bot(tmp_path: Path, docs_dir: Path, hash_embedder: HashEmbedder, store_kind: str):
     """A QABot over a copy of the seeds with the hashing embedder, index built."""
     from qa_bot import QABot
+    from qa_bot.store import StoreConfig
 
-    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder)
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder,
+                store=StoreConfig(kind=store_kind))
     bot.rebuild()
-    return bot
+    yield bot
+    bot.close()
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +99,13 @@ def real_embedder():
 
 
 @pytest.fixture(scope="session")
-def seed_bot(tmp_path_factory, real_embedder):
-    """A QABot over the seed article with the real model, built once per session."""
+def seed_bot(tmp_path_factory, real_embedder, store_kind):
+    """A QABot over the seed article with the real model, built once per session and store."""
     from qa_bot import QABot
+    from qa_bot.store import StoreConfig
 
-    bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=SEEDS, embedder=real_embedder)
+    bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=SEEDS, embedder=real_embedder,
+                store=StoreConfig(kind=store_kind))
     bot.rebuild()
-    return bot
+    yield bot
+    bot.close()

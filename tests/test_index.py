@@ -13,9 +13,13 @@ NEW_DOC = "臺南市立圖書館新總館於2025年3月1日正式開館，館藏
 
 
 def test_build_persists_and_reloads(fast_bot, hash_embedder):
-    reloaded = QABot(index_dir=fast_bot.index_dir, embedder=hash_embedder)
+    reloaded = QABot(index_dir=fast_bot.index_dir, embedder=hash_embedder, store=fast_bot.store_config)
     assert [d.name for d in reloaded.documents()] == ["cppcc-local-work-conference.txt"]
     assert len(reloaded.index.chunks) == len(fast_bot.index.chunks) > 10
+    assert reloaded.index.model == hash_embedder.model_id
+    assert reloaded.index.settings["max_chars"] == 350
+    if fast_bot.store_config.kind != "faiss":
+        return
     manifest = json.loads((fast_bot.index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["model"] == hash_embedder.model_id
     assert manifest["chunker"]["max_chars"] == 350
@@ -104,7 +108,9 @@ def test_rebuild_of_unchanged_corpus_embeds_nothing(fast_bot, hash_embedder):
 
 def test_missing_index_and_damaged_files_give_clear_errors(tmp_path, fast_bot, hash_embedder):
     with pytest.raises(IndexMissingError, match="qa-bot index build"):
-        QABot(index_dir=tmp_path / "none", embedder=hash_embedder).documents()
+        QABot(index_dir=tmp_path / "none", embedder=hash_embedder, store=fast_bot.store_config).documents()
+    if fast_bot.store_config.kind != "faiss":
+        return
     generation = next(p for p in fast_bot.index_dir.iterdir() if p.name.startswith("g-"))
     faiss_file = generation / "dense.faiss"
     faiss_file.write_bytes(faiss_file.read_bytes()[:100])
@@ -116,7 +122,7 @@ def test_model_mismatch_is_refused(fast_bot, hash_embedder):
     class OtherEmbedder(type(hash_embedder)):
         model_id = "test:other"
 
-    other = QABot(index_dir=fast_bot.index_dir, embedder=OtherEmbedder())
+    other = QABot(index_dir=fast_bot.index_dir, embedder=OtherEmbedder(), store=fast_bot.store_config)
     with pytest.raises(IndexCorruptError, match="built with model"):
         other.retrieve("汪洋", k=1)
     with pytest.raises(IndexCorruptError, match="index build"):
