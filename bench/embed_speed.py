@@ -63,6 +63,7 @@ def drcd_queries(n: int, seed: int = 0) -> list[str]:
     return random.Random(seed).sample(questions, min(n, len(questions)))
 
 
+SETTLE_S = 0.05
 VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32")
 
 
@@ -127,6 +128,7 @@ class Variant:
         self.vectors: np.ndarray | None = None
 
     def call(self, *cmd: object) -> object:
+        time.sleep(SETTLE_S)  # let the previous variant's spinning worker threads go to sleep
         self.conn.send(cmd)
         return self.conn.recv()
 
