@@ -14,8 +14,8 @@
 
 Each size is saved with Index.save, then loaded and queried in a fresh process, so load
 time and RSS are that process's own. RSS counts the pages of memory-mapped index files
-that queries touched (page cache the OS can evict); private_mb is the process's own
-memory. retrieve() latency includes encoding the question with the real model.
+that queries touched (page cache the OS can evict); anon_mb is RSS without file-backed
+pages: the process's own memory. retrieve() latency includes encoding the question with the real model.
 Writes bench/results/scale.json.
 """
 
@@ -200,7 +200,7 @@ for i, (question, vector) in enumerate(zip(questions, vectors)):
 ms = lambda xs, q: round(float(np.percentile(xs, q)) * 1000, 1)
 print(json.dumps({
     "load_s": round(load_s, 2), "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
-    "private_mb": round(psutil.Process().memory_full_info().uss / 2**20),  # RSS less mapped index files
+    "anon_mb": round((lambda m: m.rss - m.shared)(psutil.Process().memory_info()) / 2**20),  # RSS less file pages
     "retrieve_p50_ms": ms(total, 50), "retrieve_p95_ms": ms(total, 95), "retrieve_p99_ms": ms(total, 99),
     "search_p50_ms": ms(search_only, 50), "search_p95_ms": ms(search_only, 95),
     "recall_at_10": round(hits / (10 * len(vectors)), 4),

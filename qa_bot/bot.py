@@ -21,13 +21,14 @@ from .config import Settings
 from .index import ChunkRecord, DocumentInfo, IndexCorruptError, IndexMissingError, runs_from_offsets
 from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
 from .retriever import Passage, Retriever, check_question
-from .store import NewDocument, Store, StoreConfig, location_for
+from .store import NewDocument, Store, StoreConfig, location_for, migrate
 from .textnorm import script_of
 
 if TYPE_CHECKING:
     from .models import Embedder
 
 Progress = Callable[[int, int], None]
+REFRESH_SECONDS = 5.0  # how often a shared store (Milvus) is checked for other servers' writes
 
 
 @dataclass
@@ -142,6 +143,7 @@ class QABot:
         self.store_config = store or StoreConfig()
         self.location = location_for(self.store_config, self.index_dir)
         self._index: Store | None = None
+        self._checked = 0.0  # when the shared store's generation was last compared with ours
         self._picker: tuple[Store, SentencePicker] | None = None
         self._write_lock = threading.RLock()
         self._load_lock = threading.Lock()
@@ -160,15 +162,32 @@ class QABot:
 
     @property
     def index(self) -> Store:
-        """The current snapshot, opened on first use."""
+        """The current snapshot, opened on first use; a shared store is re-opened when another
+        server has written it (checked at most every REFRESH_SECONDS)."""
+        if self._index is not None and self.location.shared and time.monotonic() - self._checked > REFRESH_SECONDS:
+            self._checked = time.monotonic()
+            if self.location.generation() != self._index.generation:
+                with self._load_lock:
+                    self._index = self.location.open()
         if self._index is None:
             with self._load_lock:
                 if self._index is None:
                     self._index = self.location.open()
+                    self._checked = time.monotonic()
         return self._index
 
     def exists(self) -> bool:
         return self.location.exists()
+
+    def migrate(self, to: StoreConfig) -> Store:
+        """Copy this bot's index into another store (e.g. FAISS files into Milvus) without re-embedding."""
+        target = location_for(to, self.index_dir)
+        if target.describe() == self.location.describe():
+            raise ValueError(f"the index is already in {target.describe()}")
+        with self._writing():
+            store = migrate(self.index, target)
+        target.close()
+        return store
 
     def close(self) -> None:
         """Release the store's connections (a Milvus Lite file can then be opened by another process)."""

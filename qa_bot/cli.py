@@ -10,8 +10,9 @@ from pathlib import Path
 
 from .bot import IndexReport, QABot
 from .config import Settings
-from .index import QAIndexError
+from .index import Index, QAIndexError
 from .loaders import DocumentError
+from .store import STORES, StoreConfig
 
 
 def _progress_bar(description: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -56,6 +57,14 @@ def _bot(args: argparse.Namespace) -> QABot:
 
 def cmd_index(args: argparse.Namespace) -> int:
     bot = _bot(args)
+    if args.action == "migrate":
+        return _migrate(bot, args)
+    if args.action == "verify":
+        index = bot.location.open()
+        if isinstance(index, Index):
+            Index.load(bot.index_dir, full_check=True)
+        print(f"ok: {len(index.documents)} document(s), {len(index.chunks)} passages in {bot.location.describe()}")
+        return 0
     if args.action == "list":
         documents = bot.documents()
         if args.json:
@@ -79,6 +88,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         close()
     _print_report(report, args.json)
     return 1 if report.errors and not (report.added or report.updated or report.removed or report.unchanged) else 0
+
+
+def _migrate(bot: QABot, args: argparse.Namespace) -> int:
+    if not args.to:
+        print("qa-bot index migrate: say where to, e.g. --to milvus", file=sys.stderr)
+        return 2
+    config = StoreConfig(kind=args.to, milvus_uri=args.milvus_uri or StoreConfig().milvus_uri)
+    store = bot.migrate(config)
+    print(f"copied {len(store.documents)} document(s), {len(store.chunks)} passages into {args.to}; nothing re-embedded")
+    setting = f"QA_BOT_STORE={args.to}"
+    if args.to == "milvus":
+        setting += f" QA_BOT_MILVUS_URI={config.milvus_uri or bot.index_dir / 'milvus.db'}"
+    print(f"use it with: {setting}")
+    return 0
 
 
 def _location(passage) -> str:
@@ -152,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", parents=[common], help="build or change the index")
-    index.add_argument("action", choices=["build", "add", "remove", "update", "list"])
+    index.add_argument("action", choices=["build", "add", "remove", "update", "list", "verify", "migrate"])
     index.add_argument("paths", nargs="*", help="files to add, or document names to remove")
+    index.add_argument("--to", choices=STORES, help="migrate: the store to copy the index into")
+    index.add_argument("--milvus-uri", default=None, help="migrate --to milvus: Milvus Lite file or http://host:19530")
     index.set_defaults(func=cmd_index)
 
     retrieve = commands.add_parser("retrieve", parents=[common], help="print the best passages for a question")

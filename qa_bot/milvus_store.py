@@ -94,6 +94,8 @@ def _quoted(values: Iterable[str]) -> str:
 class MilvusLocation:
     """A Milvus database and collection name (see qa_bot.store.Location)."""
 
+    shared = True  # several app servers may read and write one collection
+
     def __init__(self, uri: str, token: str | None = None, collection: str = "qa_bot"):
         self.uri, self.token = uri, token
         self.passages, self.meta = f"{collection}_passages", f"{collection}_meta"

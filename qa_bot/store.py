@@ -15,6 +15,7 @@ Chosen by configuration (``QA_BOT_STORE``, ``QA_BOT_MILVUS_URI``, ``QA_BOT_MILVU
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class StoreConfig:
 class Location(Protocol):
     """Where a store lives: can say whether it exists and which generation is current."""
 
+    shared: bool  # other processes may write it while we read (re-check the generation now and then)
+
     def exists(self) -> bool: ...
 
     def generation(self) -> str:
@@ -117,3 +120,17 @@ def location_for(config: StoreConfig, index_dir: Path) -> Location:
     from .index import FaissLocation
 
     return FaissLocation(index_dir)
+
+
+def migrate(source: Store, target: Location) -> Store:
+    """Copy every document, passage and embedding of one store into another: nothing is re-embedded."""
+    vectors = source.vectors_by_text(set(source.documents))
+    chunks: dict[str, list[ChunkRecord]] = defaultdict(list)
+    for chunk in source.chunks:
+        chunks[chunk.source].append(chunk)
+    added = [
+        NewDocument(info, chunks[name], np.array([vectors[c.index_text()] for c in chunks[name]],
+                                                  np.float32).reshape(-1, source.dim))
+        for name, info in sorted(source.documents.items())
+    ]
+    return target.create(source.model, source.dim, source.settings).write(set(), added)

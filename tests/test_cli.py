@@ -68,3 +68,28 @@ def test_eval_prints_a_table(index_dir, tmp_path):
     result = run("eval", str(questions), "--index", str(index_dir))
     assert result.returncode == 0, result.stderr
     assert "answer_hit" in result.stdout and "no_answer_rate" in result.stdout
+
+
+def test_migrate_to_milvus_then_ask_and_verify(index_dir, tmp_path):
+    uri = str(tmp_path / "milvus.db")
+    migrated = run("index", "migrate", "--to", "milvus", "--milvus-uri", uri, "--index", str(index_dir))
+    assert migrated.returncode == 0, migrated.stderr
+    assert "nothing re-embedded" in migrated.stdout and f"QA_BOT_MILVUS_URI={uri}" in migrated.stdout
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_BOT_STORE": "milvus", "QA_BOT_MILVUS_URI": uri}
+    answer = subprocess.run(
+        [sys.executable, "-m", "qa_bot.cli", "ask", "交流會在哪裡召開？", "--index", str(index_dir), "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["found"] and "北京" in json.loads(answer.stdout)["text"]
+    for store in ({}, {"QA_BOT_STORE": "milvus", "QA_BOT_MILVUS_URI": uri}):
+        verified = subprocess.run(
+            [sys.executable, "-m", "qa_bot.cli", "index", "verify", "--index", str(index_dir)],
+            capture_output=True, text=True, env={**os.environ, **store}, timeout=600,
+        )
+        assert verified.returncode == 0 and verified.stdout.startswith("ok: 1 document(s)"), verified.stderr
+
+
+def test_migrate_needs_a_destination(index_dir):
+    result = run("index", "migrate", "--index", str(index_dir))
+    assert result.returncode == 2 and "--to milvus" in result.stderr

@@ -11,6 +11,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from qa_bot import QABot
+from qa_bot.store import StoreConfig
 from qa_bot.textnorm import to_simplified
 
 DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
@@ -38,19 +39,37 @@ def drcd_bot(tmp_path_factory, real_embedder):
     return bot, [q for q in questions if q["source"] in set(names)]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("simplified", [False, True], ids=["traditional", "simplified"])
-def test_drcd_subset_recall(drcd_bot, simplified):
-    bot, questions = drcd_bot
+def recall(bot, questions, simplified: bool = False) -> tuple[float, float]:
     ranks = []
     for item in questions:
         question = to_simplified(item["question"]) if simplified else item["question"]
         ranks.append(hit_rank(bot.retrieve(question, k=5), item))
-    recall1 = sum(r == 1 for r in ranks) / len(ranks)
-    recall5 = sum(r is not None for r in ranks) / len(ranks)
-    assert len(ranks) > 150
+    return sum(r == 1 for r in ranks) / len(ranks), sum(r is not None for r in ranks) / len(ranks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simplified", [False, True], ids=["traditional", "simplified"])
+def test_drcd_subset_recall(drcd_bot, simplified):
+    bot, questions = drcd_bot
+    recall1, recall5 = recall(bot, questions, simplified)
+    assert len(questions) > 150
     assert recall1 >= 0.90, f"recall@1 {recall1:.3f}"
     assert recall5 >= 0.97, f"recall@5 {recall5:.3f}"
+
+
+@pytest.mark.slow
+def test_milvus_store_matches_faiss_on_drcd_subset(drcd_bot, tmp_path):
+    """The same passages and embeddings, migrated: Milvus (Lite) retrieval is as good as FAISS."""
+    bot, questions = drcd_bot
+    config = StoreConfig(kind="milvus", milvus_uri=str(tmp_path / "milvus.db"))
+    bot.migrate(config)
+    milvus = QABot(index_dir=bot.index_dir, docs_dir=bot.docs_dir, embedder=bot.embedder, store=config)
+    try:
+        faiss_recall, milvus_recall = recall(bot, questions), recall(milvus, questions)
+    finally:
+        milvus.close()
+    assert abs(faiss_recall[0] - milvus_recall[0]) <= 0.02, (faiss_recall, milvus_recall)
+    assert abs(faiss_recall[1] - milvus_recall[1]) <= 0.01, (faiss_recall, milvus_recall)
 
 
 @pytest.mark.slow

@@ -74,11 +74,12 @@ def workspace(tmp_path_factory, seed_bot):
 
 
 @pytest.fixture(scope="module")
-def server(workspace, real_embedder):
+def server(workspace, real_embedder, seed_bot):
     from qa_bot import QABot
     from qa_bot.web import build_app, launch_options
 
-    bot = QABot(index_dir=workspace / "index", docs_dir=workspace / "docs", embedder=real_embedder)
+    bot = QABot(index_dir=workspace / "index", docs_dir=workspace / "docs", embedder=real_embedder,
+                store=seed_bot.store_config)
     report = bot.rebuild()
     assert report.embedded == 0 and report.passages > 0
     # A pristine copy for the start-up timing test, taken before any upload.
@@ -161,7 +162,7 @@ def choose_citation(page, n: int) -> str:
 def test_start_to_page_within_ten_seconds(server, workspace, browser):
     """`python app.py` with a built index serves a usable page in <= 10 s (the model loads afterwards)."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_BOT_AUTH": ""}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_BOT_AUTH": "", "QA_BOT_STORE": server["bot"].store_config.kind}
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "app.py", "--index", str(workspace / "index-startup"), "--docs", str(workspace / "docs"),
