@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench bench-quick browser clean
+.PHONY: run test lint bench bench-quick bench-sweeps browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/pip install --quiet -e ".[test,bench,peers]"
 	touch $@
 
 run: $(VENV)/.installed
@@ -35,14 +35,21 @@ test: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
+# Every benchmark, then docs/benchmarks.md and its plot (under 15 minutes here); bench-quick: a few minutes.
+BENCHES := embed_speed run_quality run_lifecycle run_perf peers stores scale
+
 bench: $(VENV)/.bench-installed
-	$(BIN)/python bench/run_quality.py
-	$(BIN)/python bench/run_lifecycle.py
-	$(BIN)/python bench/fusion_sweep.py
-	$(BIN)/python bench/tokenizer_sweep.py
+	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/report.py
 
 bench-quick: $(VENV)/.bench-installed
-	$(BIN)/python bench/run_quality.py --quick
+	for b in $(BENCHES); do [ $$b = run_lifecycle ] || $(BIN)/python bench/$$b.py --quick || exit 1; done
+	$(BIN)/python bench/report.py
+
+# Design sweeps behind docs/architecture.md (fusion methods, BM25 tokenisations).
+bench-sweeps: $(VENV)/.bench-installed
+	$(BIN)/python bench/fusion_sweep.py
+	$(BIN)/python bench/tokenizer_sweep.py
 
 clean:
 	rm -rf $(VENV) embeddings/manifest.json embeddings/g-* test-artifacts

@@ -2,7 +2,7 @@
 
     python bench/report.py
 
-Reads whatever exists of perf.json, peers.json, quality.json, embed_speed.json, scale.json and
+Reads whatever exists of perf.json, peers.json, quality.json, embed_speed.json, scale.json, stores.json and
 lifecycle.json (a missing file or key just leaves its section or cell out) and writes Markdown
 tables plus a latency-against-index-size plot (matplotlib, Agg).
 """
@@ -241,12 +241,33 @@ def scale_section(scale: Any) -> list[str]:
     if not rows:
         return []
     out = [[fmt(get(r, "passages")), get(r, "index", default=DASH), fmt(get(r, "build_s")), fmt(get(r, "disk_mb")),
-            fmt(get(r, "rss_mb")), fmt(get(r, "load_s"), 2), fmt(get(r, "retrieve_p50_ms")),
-            fmt(get(r, "retrieve_p95_ms")), fmt(get(r, "retrieve_p99_ms")), fmt(get(r, "recall_at_10"), 3)]
+            fmt(get(r, "rss_mb")), fmt(get(r, "anon_mb")), fmt(get(r, "load_s"), 2), fmt(get(r, "retrieve_p50_ms")),
+            fmt(get(r, "retrieve_p95_ms")), fmt(get(r, "retrieve_p99_ms")), fmt(get(r, "search_p50_ms")),
+            fmt(get(r, "recall_at_10"), 3)]
            for r in sorted(rows, key=lambda r: (get(r, "passages", default=0), str(get(r, "index", default=""))))]
-    return ["## Scale (`bench/scale.py`)", "", "![retrieve() latency against index size](benchmarks-latency.png)", ""] + table(
-        ["passages", "index", "build s", "disk MB", "RSS MB", "load s", "retrieve p50 ms", "p95 ms", "p99 ms",
-         "recall@10"], out)
+    return ["## Scale (`bench/scale.py`)", "",
+            "Synthetic passages (clustered random vectors; passages made of real DRCD sentences); build = FAISS "
+            "+ BM25 + save, without embedding. RSS counts the pages of the memory-mapped index files that the "
+            "queries touched (page cache, shared and evictable); own MB is RSS without file-backed pages. "
+            "retrieve() includes encoding the question; search is the rest. recall@10: the FAISS index "
+            "against exact search.", "",
+            "![retrieve() latency against index size](benchmarks-latency.png)", ""] + table(
+        ["passages", "index", "build s", "disk MB", "RSS MB", "own MB", "load s", "retrieve p50 ms", "p95 ms",
+         "p99 ms", "search p50 ms", "recall@10"], out)
+
+
+def stores_section(stores: Any) -> list[str]:
+    rows = get(stores, "stores", default={})
+    if not rows:
+        return []
+    out = [[name, fmt(get(r, "recall_at_1"), 3), fmt(get(r, "recall_at_5"), 3), fmt(get(r, "mrr_at_10"), 3),
+            fmt(get(r, "retrieve_p50_ms")), fmt(get(r, "retrieve_p95_ms")), fmt(get(r, "write_s"))]
+           for name, r in rows.items()]
+    return ["## FAISS store vs Milvus store (`bench/stores.py`)", "",
+            f"DRCD dev, {fmt(get(stores, 'questions'))} Traditional questions, the same {fmt(get(rows, 'faiss', 'passages'))} "
+            "passages and embeddings in both (Milvus: Milvus Lite in the process). Write: storing the embedded "
+            "passages (no embedding).", ""] + table(
+        ["store", "R@1", "R@5", "MRR@10", "retrieve p50 ms", "p95 ms", "write s"], out)
 
 
 def lifecycle_section(lifecycle: Any) -> list[str]:
@@ -309,7 +330,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=DOCS / "benchmarks-latency.png")
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
-            for name in ("perf", "peers", "quality", "embed_speed", "scale", "lifecycle")}
+            for name in ("perf", "peers", "quality", "embed_speed", "scale", "lifecycle", "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -324,16 +345,18 @@ def main() -> None:
         "times move by tens of percent between runs. Compare figures from the same run (the peers table, "
         "single vs concurrent clients), and prefer the ratios.",
         "",
-        "Reproduce (after `pip install -e '.[bench,peers]'`). `run_perf.py` + `peers.py` took 1 + 2.6 minutes "
-        "(load average 2–4), `--quick` 0.5 + 0.5 minutes:",
+        "Reproduce: `make bench` (every script below, then this page; `make bench-quick` for a few minutes). "
+        "Each script writes bench/results/<name>.json:",
         "",
         "```bash",
         "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1",
+        "python bench/embed_speed.py     # embedding backends -> embed_speed.json",
+        "python bench/run_quality.py     # recall and answers -> quality.json, docs/quality.md",
+        "python bench/run_lifecycle.py   # incremental updates -> lifecycle.json",
         "python bench/run_perf.py        # build, query latency, concurrency, cold start -> perf.json",
         "python bench/peers.py           # qa-bot vs txtai, LangChain ensemble, BM25 on DRCD -> peers.json",
-        "python bench/run_quality.py     # recall and answers -> quality.json",
-        "python bench/embed_speed.py     # embedding backends -> embed_speed.json",
-        "python bench/scale.py           # latency against index size -> scale.json",
+        "python bench/stores.py          # FAISS vs Milvus store on DRCD -> stores.json",
+        "python bench/scale.py           # 10k, 100k, 1M passages -> scale.json",
         "python bench/report.py          # this page and benchmarks-latency.png",
         "```",
         "",
@@ -344,6 +367,7 @@ def main() -> None:
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
     lines += scale_section(data["scale"])
+    lines += stores_section(data["stores"])
     lines += lifecycle_section(data["lifecycle"])
     plotted = plot(data["scale"], perf, args.plot)
     if plotted and not get(data["scale"], "rows"):
