@@ -339,9 +339,8 @@ class MilvusStore:
                     words = row[field].split()
                     tokens[field] -= len(words)
                     frequencies[kind].subtract(set(words))
-        for first in range(0, len(sorted(removed)), 100):
-            names = sorted(removed)[first : first + 100]
-            client.delete(location.passages, filter=f"source in {_quoted(names)}")
+        for first in range(0, len(touched), 100):  # added ones too: rows an interrupted write left
+            client.delete(location.passages, filter=f"source in {_quoted(touched[first : first + 100])}")
         rows = []
         for doc in added:
             for chunk, vector in zip(doc.chunks, doc.vectors):
