@@ -87,6 +87,16 @@ def _chunk_id(source: str, sha256: str, start: int, end: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def _scan(client: MilvusClient, collection: str, expression: str, fields: list[str]) -> Iterator[dict]:
+    """Every row matching the filter, in batches (a plain query is capped at 16,384 rows)."""
+    rows = client.query_iterator(collection, batch_size=1000, filter=expression, output_fields=fields)
+    try:
+        while batch := rows.next():
+            yield from batch
+    finally:
+        rows.close()
+
+
 def _quoted(values: Iterable[str]) -> str:
     return "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
 
@@ -149,7 +159,7 @@ class MilvusLocation:
     def open(self) -> MilvusStore:
         manifest = self._manifest()
         self.client.load_collection(self.passages)
-        rows = self.client.query(self.meta, filter='kind == "doc"', output_fields=["value"])
+        rows = _scan(self.client, self.meta, 'kind == "doc"', ["value"])
         documents = {row["value"]["name"]: DocumentInfo(**row["value"]) for row in rows}
         return MilvusStore(self, manifest, documents)
 
@@ -222,8 +232,7 @@ class MilvusChunks(Sequence):
                 self._cache[row["id"]] = _record(row)
 
     def __iter__(self) -> Iterator[ChunkRecord]:
-        rows = self._location.client.query(self._location.passages, filter="", output_fields=["text", "record"])
-        return (_record(row) for row in sorted(rows, key=lambda row: row["id"]))
+        return (_record(row) for row in _scan(self._location.client, self._location.passages, "", ["text", "record"]))
 
 
 def _record(row: dict) -> ChunkRecord:
@@ -308,16 +317,15 @@ class MilvusStore:
 
     def vectors_by_text(self, sources: set[str]) -> dict[str, np.ndarray]:
         found = {}
-        for rows in self._rows_of(sources, ["text", "record", "vec"]):
-            for row in rows:
-                found[_record(row).index_text()] = np.asarray(row["vec"], dtype=np.float32)
+        for row in self._rows_of(sources, ["text", "record", "vec"]):
+            found[_record(row).index_text()] = np.asarray(row["vec"], dtype=np.float32)
         return found
 
-    def _rows_of(self, sources: Iterable[str], fields: list[str]) -> Iterator[list[dict]]:
+    def _rows_of(self, sources: Iterable[str], fields: list[str]) -> Iterator[dict]:
         names = sorted(sources)
         for first in range(0, len(names), 100):
-            yield self._client.query(self.location.passages, filter=f"source in {_quoted(names[first:first + 100])}",
-                                     output_fields=fields)
+            yield from _scan(self._client, self.location.passages, f"source in {_quoted(names[first:first + 100])}",
+                             fields)
 
     # -- writing -----------------------------------------------------------------
 
@@ -332,13 +340,12 @@ class MilvusStore:
             client.delete(location.meta, ids=[f"doc:{name}" for name in touched])
         frequencies: dict[str, Counter] = {"df": Counter(), "pinyin_df": Counter()}
         passages, tokens = (0, {"norm": 0, "py": 0}) if self._fresh else (self.passages, dict(self.tokens))
-        for rows in self._rows_of(removed, ["norm", "py"]):
-            for row in rows:
-                passages -= 1
-                for field, kind in (("norm", "df"), ("py", "pinyin_df")):
-                    words = row[field].split()
-                    tokens[field] -= len(words)
-                    frequencies[kind].subtract(set(words))
+        for row in self._rows_of(removed, ["norm", "py"]):
+            passages -= 1
+            for field, kind in (("norm", "df"), ("py", "pinyin_df")):
+                words = row[field].split()
+                tokens[field] -= len(words)
+                frequencies[kind].subtract(set(words))
         for first in range(0, len(touched), 100):  # added ones too: rows an interrupted write left
             client.delete(location.passages, filter=f"source in {_quoted(touched[first : first + 100])}")
         rows = []
