@@ -208,7 +208,7 @@ def quality_section(quality: Any) -> list[str]:
     if not rows:
         return []
     return ["## Quality (`bench/run_quality.py`)", "", "Details: [quality.md](quality.md).", ""] + table(
-        ["set", "questions", "R@1", "R@5", "MRR@10", "top-1 holds answer", "answer-hit", "off-topic refused",
+        ["set", "questions", "R@1", "R@5", "MRR@10", "top-1 holds answer", "answer-hit", "unanswerable refused (off- + near-topic)",
          "retrieve p50 ms", "ask p50 ms"], rows)
 
 
