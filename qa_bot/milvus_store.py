@@ -219,6 +219,12 @@ class MilvusChunks(Sequence):
             raise IndexError(f"no passage with id {chunk_id}")
         return self._cache[chunk_id]
 
+    def remember(self, chunk_id: int, record: ChunkRecord) -> None:
+        """Keep a passage a search already returned, so citing it needs no second query."""
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[chunk_id] = record
+
     def fetch(self, ids: Iterable[int]) -> None:
         """Read the passages not cached yet, in one query."""
         wanted = [i for i in dict.fromkeys(ids) if i not in self._cache]
@@ -226,10 +232,8 @@ class MilvusChunks(Sequence):
             rows = self._location.client.query(
                 self._location.passages, ids=wanted[first : first + BATCH], output_fields=["text", "record"]
             )
-            if len(self._cache) > 10_000:
-                self._cache.clear()
             for row in rows:
-                self._cache[row["id"]] = _record(row)
+                self.remember(row["id"], _record(row))
 
     def __iter__(self) -> Iterator[ChunkRecord]:
         return (_record(row) for row in _scan(self._location.client, self._location.passages, "", ["text", "record"]))
@@ -265,7 +269,8 @@ class MilvusStore:
     def dense_search(self, vector: np.ndarray, n: int) -> dict[int, float]:
         hits = self._client.search(self.location.passages, data=[vector.astype(np.float32).tolist()],
                                    anns_field="vec", limit=n, output_fields=["text", "record"])
-        return self._scores(hits[0], sign=1.0)
+        self._remember(hits[0])
+        return {int(hit["id"]): float(hit["distance"]) for hit in hits[0]}
 
     def lexical_search(self, tokens: list[str], n: int, pinyin_words: list[str] | None = None) -> dict[int, float]:
         scores: Counter = Counter()
@@ -280,7 +285,7 @@ class MilvusStore:
                                    limit=n, output_fields=[field, "text", "record"])[0]
         if not hits:
             return {}
-        self._scores(hits, sign=1.0)  # caches the passages
+        self._remember(hits)
         passages = max(1, self.passages)
         average = max(1e-9, self.tokens.get(field, 0) / passages)
         df = self.document_frequency(words, pinyin=LEXICAL_FIELDS[field])
@@ -294,12 +299,10 @@ class MilvusStore:
             scores[int(hit["id"])] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in query if t in idf and tf[t])
         return scores
 
-    def _scores(self, hits: list, sign: float) -> dict[int, float]:
+    def _remember(self, hits: list) -> None:
+        """Searches return the passages too: keep them for the citations."""
         for hit in hits:
-            entity = hit.get("entity", hit)
-            if "record" in entity:
-                self.chunks._cache[hit["id"]] = _record({"text": entity["text"], "record": entity["record"]})
-        return {int(hit["id"]): sign * float(hit["distance"]) for hit in hits}
+            self.chunks.remember(hit["id"], _record(hit.get("entity", hit)))
 
     def similarity(self, chunk_id: int, vector: np.ndarray) -> float:
         rows = self._client.query(self.location.passages, ids=[chunk_id], output_fields=["vec"])
