@@ -40,15 +40,19 @@ def drcd_questions(sample: int | None = None, simplified: bool = False, seed: in
     return [{**q, "lang": q.get("lang", "zh-hant")} if not simplified else q for q in questions]
 
 
+def hit_rank(passages: list, item: dict) -> int | None:
+    """1-based rank of the first passage (or chunk) overlapping the question's gold paragraph, else None."""
+    for rank, passage in enumerate(passages, 1):
+        if passage.source == item["source"] and passage.start < item["end"] and item["start"] < passage.end:
+            return rank
+    return None
+
+
 def recall_summary(ranked_chunks: list[list], questions: list[dict]) -> str:
     """"R@1 / R@5 / MRR@10" of ranked chunk lists against DRCD gold paragraphs (same order as questions)."""
-    r1 = r5 = mrr = 0.0
-    for chunks, item in zip(ranked_chunks, questions):
-        for rank, chunk in enumerate(chunks[:10], 1):
-            if chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end:
-                r1 += rank == 1
-                r5 += rank <= 5
-                mrr += 1 / rank
-                break
+    ranks = [hit_rank(chunks[:10], item) for chunks, item in zip(ranked_chunks, questions)]
     n = len(questions)
-    return f"{r1 / n:.3f} / {r5 / n:.3f} / {mrr / n:.3f}"
+    r1 = sum(r == 1 for r in ranks) / n
+    r5 = sum(r is not None and r <= 5 for r in ranks) / n
+    mrr = sum(1 / r for r in ranks if r) / n
+    return f"{r1:.3f} / {r5:.3f} / {mrr:.3f}"

@@ -22,16 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS, drcd_questions  # noqa: E402
+from bench.datasets import DRCD, RESULTS, drcd_questions, hit_rank  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.store import StoreConfig  # noqa: E402
-
-
-def hit_rank(passages, item) -> int | None:
-    for rank, passage in enumerate(passages, 1):
-        if passage.source == item["source"] and passage.start < item["end"] and item["start"] < passage.end:
-            return rank
-    return None
 
 
 def main() -> None:

@@ -60,9 +60,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.action == "migrate":
         return _migrate(bot, args)
     if args.action == "verify":
-        index = bot.location.open()
-        if isinstance(index, Index):
-            Index.load(bot.index_dir, full_check=True)
+        faiss = bot.store_config.kind == "faiss"
+        index = Index.load(bot.index_dir, full_check=True) if faiss else bot.location.open()
         print(f"ok: {len(index.documents)} document(s), {len(index.chunks)} passages in {bot.location.describe()}")
         return 0
     if args.action == "list":
