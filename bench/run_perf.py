@@ -85,22 +85,12 @@ def dir_mb(path: Path) -> float:
 def child_build(index: Path, docs: Path) -> dict:
     """Build a fresh index; time the whole pipeline and the embedding inside it."""
     started = time.perf_counter()
+    from bench.datasets import TimedEmbedder
     from qa_bot import QABot
-    from qa_bot.models import Embedder
-
-    class TimedEmbedder(Embedder):
-        embed_s = 0.0
-        embedded = 0
-
-        def encode_passages(self, texts, *args, **kwargs):
-            begun = time.perf_counter()
-            out = super().encode_passages(texts, *args, **kwargs)
-            self.embed_s += time.perf_counter() - begun
-            self.embedded += len(texts)
-            return out
+    from qa_bot.embedding import load_embedder
 
     imported = time.perf_counter()
-    embedder = TimedEmbedder()
+    embedder = TimedEmbedder(load_embedder())
     embedder.encode_query("warm up")
     loaded = time.perf_counter()
     shutil.rmtree(index, ignore_errors=True)
@@ -175,7 +165,7 @@ def child_query(index: Path, docs: Path, questions_file: Path) -> dict:
     first = bot.ask(questions[0])  # loads the index and the model
     first_s = time.perf_counter() - started
     bot.retrieve(questions[-1], k=5)
-    result: dict = {"questions": len(questions), "passages": len(bot.index.chunks),
+    result: dict = {"questions": len(questions), "passages": len(bot.store.chunks),
                     "first_ask_with_loading_s": round(first_s, 2), "first_found": first.found}
     for name, call in (("retrieve", lambda q: bot.retrieve(q, k=5)), ("ask", bot.ask)):
         single, cpu = [], []
@@ -201,7 +191,7 @@ def child_first_answer(index: Path, docs: Path) -> dict:
 
     imported = time.perf_counter()
     bot = QABot(index_dir=index, docs_dir=docs)
-    bot.index  # noqa: B018 - loads and verifies the index
+    bot.store  # noqa: B018 - loads and verifies the index
     indexed = time.perf_counter()
     bot.embedder  # noqa: B018 - loads the model
     modelled = time.perf_counter()

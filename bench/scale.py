@@ -12,7 +12,7 @@
 - Not included: embedding (at ~50 passages/s a million real passages take 5-6 hours on
   this machine; see bench/embed_speed.py) and tokenising the corpus.
 
-Each size is saved with Index.save, then loaded and queried in a fresh process, so load
+Each size is saved with FaissStore.save, then loaded and queried in a fresh process, so load
 time and RSS are that process's own. RSS counts the pages of memory-mapped index files
 that queries touched (page cache the OS can evict); anon_mb is RSS without file-backed
 pages: the process's own memory. retrieve() latency includes encoding the question with the real model.
@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datasets import DRCD, RESULTS, drcd_questions  # noqa: E402
-from qa_bot.index import ChunkRecord, DocumentInfo, Index, dense_index  # noqa: E402
+from qa_bot.records import ChunkRecord, DocumentInfo  # noqa: E402
+from qa_bot.stores.faiss import FaissStore, dense_index  # noqa: E402
 from qa_bot.textnorm import tokenize  # noqa: E402
 
 DIM = 384
@@ -153,7 +154,7 @@ def build(n: int, folder: Path, corpus: tuple) -> dict:
         for d in range(math.ceil(n / PASSAGES_PER_DOC))
     }
     saving = time.perf_counter()
-    Index("synthetic", DIM, {}, chunks, documents, dense, bm25).save(folder)
+    FaissStore("synthetic", DIM, {}, chunks, documents, dense, bm25).save(folder)
     save_seconds = time.perf_counter() - saving
     shutil.rmtree(scratch)
     queries = rng.integers(0, n, QUERIES)
@@ -177,12 +178,12 @@ MEASURE = """
 import json, sys, time
 import numpy as np, psutil
 started = time.perf_counter()
-from qa_bot.index import Index
-index = Index.load(__import__("pathlib").Path(sys.argv[1]))
+from qa_bot.stores.faiss import FaissStore
+index = FaissStore.load(__import__("pathlib").Path(sys.argv[1]))
 load_s = time.perf_counter() - started
-from qa_bot.models import Embedder
+from qa_bot.embedding import load_embedder
 from qa_bot.retriever import Retriever
-embedder = Embedder()
+embedder = load_embedder()
 retriever = Retriever(index, embedder)
 questions = json.loads(sys.argv[2])
 vectors, exact = np.load(sys.argv[1] + "/queries.npy"), np.load(sys.argv[1] + "/exact.npy")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datasets import DRCD, RESULTS, drcd_questions, hit_rank  # noqa: E402
 from qa_bot import QABot  # noqa: E402
-from qa_bot.store import StoreConfig  # noqa: E402
+from qa_bot.stores import StoreConfig  # noqa: E402
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
             "retrieve_p50_ms": round(float(np.percentile(seconds[name], 50)) * 1000, 1),
             "retrieve_p95_ms": round(float(np.percentile(seconds[name], 95)) * 1000, 1),
             "write_s": round(faiss_write if name == "faiss" else milvus_write, 1),
-            "passages": len(bots[name].index.chunks),
+            "passages": len(bots[name].store.chunks),
         }
         print(name, rows[name], flush=True)
     milvus_bot.close()

@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     bot = QABot(index_dir=RESULTS / "drcd-index", docs_dir=DRCD / "docs")
     bot.update()
-    chunks = bot.index.chunks
+    chunks = bot.store.chunks
     questions = drcd_questions(args.sample)
     print("| tokens | R@1 / R@5 / MRR@10 |\n|---|---|")
     for name, scheme in SCHEMES.items():

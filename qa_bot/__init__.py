@@ -11,9 +11,8 @@ import threading
 
 from .answer import Answer, Quote
 from .bot import IndexReport, QABot
-from .index import DocumentInfo, IndexCorruptError, IndexMissingError
-from .loaders import DocumentError
-from .retriever import Passage
+from .errors import DocumentError, IndexCorruptError, IndexMissingError
+from .records import DocumentInfo, Passage
 
 __all__ = [
     "Answer",

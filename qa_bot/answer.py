@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .retriever import Passage
+from .records import Passage
+from .stores.bm25 import idf
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .stores import Store
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
 # Question words and particles carry no content: they must not make a sentence look relevant.
@@ -131,10 +132,10 @@ class SentencePicker:
     bridge from English to Chinese text.
     """
 
-    def __init__(self, index: Store):
-        passages = len(index.chunks)
-        self.idf = IdfTable(index, passages)
-        self._pinyin_idf = IdfTable(index, passages, pinyin=True)
+    def __init__(self, store: Store):
+        passages = len(store.chunks)
+        self.idf = IdfTable(store, passages)
+        self._pinyin_idf = IdfTable(store, passages, pinyin=True)
         self.default_idf = math.log(1 + max(1, passages))
 
     def weights(self, question: str, cross_lingual: bool = False) -> Counter:
@@ -186,7 +187,7 @@ class IdfTable:
         if unknown:
             df = self._store.document_frequency(unknown, self._pinyin)
             for token in unknown:
-                self._known[token] = None if token not in df else math.log(1 + (self._n - df[token] + 0.5) / (df[token] + 0.5))
+                self._known[token] = None if token not in df else idf(df[token], self._n)
 
     def get(self, token: str, default: float | None = None) -> float | None:
         self.fetch([token])
@@ -210,7 +211,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    """Thresholds for "the documents answer this" (calibrated in docs/evaluation.md).
+    """Thresholds for "the documents answer this" (measured in docs/architecture.md, "Answers").
 
     Chinese questions: the top passage's dense cosine must reach min_similarity, and
     below confident_similarity the best sentence must also share min_overlap of the
@@ -246,7 +247,7 @@ def compose(
     question: str,
     query: str,
     passages: list[Passage],
-    index: Store,
+    store: Store,
     picker: SentencePicker,
     sentence_similarity: list[list[float]] | None = None,
     settings: AnswerSettings = AnswerSettings(),
@@ -300,7 +301,7 @@ def compose(
     quotes = []
     for c in chosen:
         passage = passages[c.citation - 1]
-        chunk = index.chunks[passage.chunk_id]
+        chunk = store.chunks[passage.chunk_id]
         quotes.append(
             Quote(
                 passage.text[c.start : c.end], renumber[c.citation], c.start, c.end,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import warnings
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,14 +19,15 @@ from filelock import FileLock
 from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
 from .chunking import ChunkSettings, iter_chunks
 from .config import Settings
-from .index import ChunkRecord, DocumentInfo, IndexCorruptError, IndexMissingError, runs_from_offsets
-from .loaders import SUPPORTED_SUFFIXES, DocumentError, load_text
-from .retriever import Passage, Retriever, check_question
-from .store import NewDocument, Store, StoreConfig, location_for, migrate
+from .errors import DocumentError, IndexCorruptError, IndexMissingError
+from .loaders import SUPPORTED_SUFFIXES, load_text
+from .records import ChunkRecord, DocumentInfo, NewDocument, Passage, runs_from_offsets
+from .retriever import Retriever, check_question
+from .stores import Store, StoreConfig, migrate, open_location
 from .textnorm import script_of
 
 if TYPE_CHECKING:
-    from .models import Embedder
+    from .embedding import Embedder
 
 Progress = Callable[[int, int], None]
 REFRESH_SECONDS = 5.0  # how often a shared store (Milvus) is checked for other servers' writes
@@ -119,7 +121,7 @@ def document_files(docs_dir: Path) -> list[Path]:
 class QABot:
     """Question answering over one index directory.
 
-    Reads are lock-free on an immutable Index snapshot; writes are serialised by a
+    Reads are lock-free on an immutable store snapshot; writes are serialised by a
     thread lock and a file lock (across processes), and swap the snapshot when done.
     """
 
@@ -141,8 +143,8 @@ class QABot:
         self._embedder = embedder
         self.chunking = chunking
         self.store_config = store or StoreConfig()
-        self.location = location_for(self.store_config, self.index_dir)
-        self._index: Store | None = None
+        self.location = open_location(self.store_config, self.index_dir)
+        self._store: Store | None = None
         self._checked = 0.0  # when the shared store's generation was last compared with ours
         self._picker: tuple[Store, SentencePicker] | None = None
         self._write_lock = threading.RLock()
@@ -155,43 +157,49 @@ class QABot:
         if self._embedder is None:
             with self._load_lock:
                 if self._embedder is None:
-                    from .models import Embedder  # imports torch: only when a model is needed
+                    from .embedding import load_embedder  # imports a runtime: only when a model is needed
 
-                    self._embedder = Embedder(self._model)
+                    self._embedder = load_embedder(self._model)
         return self._embedder
 
     @property
-    def index(self) -> Store:
+    def store(self) -> Store:
         """The current snapshot, opened on first use; a shared store is re-opened when another
         server has written it (checked at most every REFRESH_SECONDS)."""
-        if self._index is not None and self.location.shared and time.monotonic() - self._checked > REFRESH_SECONDS:
+        if self._store is not None and self.location.shared and time.monotonic() - self._checked > REFRESH_SECONDS:
             self._checked = time.monotonic()
-            if self.location.generation() != self._index.generation:
+            if self.location.generation() != self._store.generation:
                 with self._load_lock:
-                    self._index = self.location.open()
-        if self._index is None:
+                    self._store = self.location.open()
+        if self._store is None:
             with self._load_lock:
-                if self._index is None:
-                    self._index = self.location.open()
+                if self._store is None:
+                    self._store = self.location.open()
                     self._checked = time.monotonic()
-        return self._index
+        return self._store
+
+    @property
+    def index(self) -> Store:
+        """Deprecated name of :attr:`store` (kept for one release)."""
+        warnings.warn("QABot.index is deprecated; use QABot.store", DeprecationWarning, stacklevel=2)
+        return self.store
 
     def exists(self) -> bool:
         return self.location.exists()
 
     def migrate(self, to: StoreConfig) -> Store:
         """Copy this bot's index into another store (e.g. FAISS files into Milvus) without re-embedding."""
-        target = location_for(to, self.index_dir)
+        target = open_location(to, self.index_dir)
         if target.describe() == self.location.describe():
             raise ValueError(f"the index is already in {target.describe()}")
         with self._writing():
-            store = migrate(self.index, target)
+            store = migrate(self.store, target)
         target.close()
         return store
 
     def close(self) -> None:
         """Release the store's connections (a Milvus Lite file can then be opened by another process)."""
-        self._index = None
+        self._store = None
         self.location.close()
 
     def ensure_index(self, progress: Progress | None = None) -> None:
@@ -203,13 +211,13 @@ class QABot:
 
     def documents(self) -> list[DocumentInfo]:
         """Indexed documents, sorted by name."""
-        return [info for _, info in sorted(self.index.documents.items())]
+        return [info for _, info in sorted(self.store.documents.items())]
 
     def retrieve(self, question: str, k: int = 5) -> list[Passage]:
         """The k passages that best match the question, best first."""
-        index = self.index
-        self._check_model(index)
-        return Retriever(index, self.embedder).search(question, k)
+        store = self.store
+        self._check_model(store)
+        return Retriever(store, self.embedder).search(question, k)
 
     def ask(self, question: str, history: list | None = None) -> Answer:
         """An answer made of quoted sentences with [n] citations; found=False when nothing answers it.
@@ -217,17 +225,17 @@ class QABot:
         history: earlier turns, as (question, answer) pairs or {"role", "content"} messages;
         an elliptical follow-up ("那湖北呢？") is completed with the previous question.
         """
-        index = self.index
-        self._check_model(index)
+        store = self.store
+        self._check_model(store)
         question = check_question(question)
         query = contextual_query(question, history)
-        retriever = Retriever(index, self.embedder)
+        retriever = Retriever(store, self.embedder)
         query_vector = self.embedder.encode_query(query)
         passages = retriever.search(query, k=5, query_vector=query_vector)
         similarity = None
         if script_of(question) == "en" and passages:
             similarity = self._sentence_similarity(passages[:PASSAGES_READ], query_vector)
-        return compose(question, query, passages, index, self._picker_for(index), similarity)
+        return compose(question, query, passages, store, self._picker_for(store), similarity)
 
     def _sentence_similarity(self, passages: list[Passage], query_vector: np.ndarray) -> list[list[float]]:
         """Dense cosine of the question with each sentence of the passages (questions without CJK)."""
@@ -236,16 +244,16 @@ class QABot:
         scores = iter((self.embedder.encode_passages(sentences) @ query_vector).tolist())
         return [[next(scores) for _ in passage_spans] for passage_spans in spans]
 
-    def _picker_for(self, index: Store) -> SentencePicker:
+    def _picker_for(self, store: Store) -> SentencePicker:
         cached = self._picker
-        if cached is None or cached[0] is not index:
-            cached = (index, SentencePicker(index))
+        if cached is None or cached[0] is not store:
+            cached = (store, SentencePicker(store))
             self._picker = cached
         return cached[1]
 
     def source_text(self, name: str) -> str:
         """The original text of an indexed document (what passage offsets refer to)."""
-        info = self.index.documents.get(name)
+        info = self.store.documents.get(name)
         if info is None:
             raise KeyError(f"no document named {name!r} in the index")
         text = load_text(Path(info.path))
@@ -299,10 +307,10 @@ class QABot:
         with self._write_lock, FileLock(str(self.index_dir / ".write.lock")):
             yield
 
-    def _check_model(self, index: Store) -> None:
-        if index.model != self.embedder.model_id:
+    def _check_model(self, store: Store) -> None:
+        if store.model != self.embedder.model_id:
             raise IndexCorruptError(
-                f"the index at {self.location.describe()} was built with model {index.model!r} but the configured model "
+                f"the index at {self.location.describe()} was built with model {store.model!r} but the configured model "
                 f"is {self.embedder.model_id!r}; rebuild it with `qa-bot index build`"
             )
 
@@ -313,7 +321,7 @@ class QABot:
         write does not re-read and re-checksum the whole index.
         """
         try:
-            loaded = self._index
+            loaded = self._store
             if loaded is not None and loaded.generation == self.location.generation():
                 current = loaded
             else:
@@ -407,6 +415,7 @@ class QABot:
                     doc.name, c.start, c.end, c.text, c.context, c.kind,
                     bisect_left(newlines, c.start) + 1, runs_from_offsets(c.offsets),
                     bisect_left(pages, c.start) + 1 if pages else 0,
+                    [p - c.start for p in newlines[bisect_left(newlines, c.start) : bisect_left(newlines, c.end)]],
                 )
                 for c in iter_chunks(doc.text, self.chunking)
             ]
@@ -421,7 +430,7 @@ class QABot:
         ]
         if previous is None:
             previous = self.location.create(embedder.model_id, embedder.dim, self.chunking.as_dict())
-        index = previous.write(removed, added)
-        self._index = index
+        store = previous.write(removed, added)
+        self._store = store
         report.embedded = len(missing)
-        report.passages = len(index.chunks)
+        report.passages = len(store.chunks)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .bot import IndexReport, QABot
 from .config import Settings
-from .index import Index, QAIndexError
-from .loaders import DocumentError
-from .store import STORES, StoreConfig
+from .errors import DocumentError, QAIndexError
+from .present import place_label, plural
+from .stores import STORES, StoreConfig
 
 
 def _progress_bar(description: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -48,7 +48,7 @@ def _print_report(report: IndexReport, as_json: bool) -> None:
         print(f"unchanged {len(report.unchanged)} document(s)")
     for name, error in report.errors.items():
         print(f"error     {name}: {error}", file=sys.stderr)
-    print(f"{report.passages} passages in the index; embedded {report.embedded} in {report.seconds:.1f} s")
+    print(f"{plural(report.passages, 'passage')} in the index; embedded {report.embedded} in {report.seconds:.1f} s")
 
 
 def _bot(args: argparse.Namespace) -> QABot:
@@ -60,9 +60,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.action == "migrate":
         return _migrate(bot, args)
     if args.action == "verify":
-        faiss = bot.store_config.kind == "faiss"
-        index = Index.load(bot.index_dir, full_check=True) if faiss else bot.location.open()
-        print(f"ok: {len(index.documents)} document(s), {len(index.chunks)} passages in {bot.location.describe()}")
+        store = bot.location.verify(full=True)
+        print(f"ok: {len(store.documents)} document(s), {plural(len(store.chunks), 'passage')} in {bot.location.describe()}")
         return 0
     if args.action == "list":
         documents = bot.documents()
@@ -70,8 +69,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             _print_json([info.__dict__ for info in documents])
         else:
             for info in documents:
-                print(f"{info.name}\t{info.size} bytes\t{info.chunks} passages")
-            print(f"{len(documents)} document(s), {len(bot.index.chunks)} passages, model {bot.index.model}")
+                print(f"{info.name}\t{info.size} bytes\t{plural(info.chunks, 'passage')}")
+            store = bot.store
+            print(f"{len(documents)} document(s), {plural(len(store.chunks), 'passage')}, model {store.model}")
         return 0
     progress, close = _progress_bar("embedding")
     try:
@@ -95,17 +95,13 @@ def _migrate(bot: QABot, args: argparse.Namespace) -> int:
         return 2
     config = StoreConfig(kind=args.to, milvus_uri=args.milvus_uri or StoreConfig().milvus_uri)
     store = bot.migrate(config)
-    print(f"copied {len(store.documents)} document(s), {len(store.chunks)} passages into {args.to}; nothing re-embedded")
+    print(f"copied {len(store.documents)} document(s), {plural(len(store.chunks), 'passage')} into {args.to}; "
+          "nothing re-embedded")
     setting = f"QA_BOT_STORE={args.to}"
     if args.to == "milvus":
         setting += f" QA_BOT_MILVUS_URI={config.milvus_uri or bot.index_dir / 'milvus.db'}"
     print(f"use it with: {setting}")
     return 0
-
-
-def _location(passage) -> str:
-    page = f"p. {passage.page}, " if passage.page else ""
-    return f"{passage.source} {page}line {passage.line}, chars {passage.start}-{passage.end}"
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
@@ -116,7 +112,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         _print_json([p.to_dict() for p in passages])
         return 0
     for rank, passage in enumerate(passages, 1):
-        print(f"[{rank}] {passage.score:.3f}  {_location(passage)}")
+        print(f"[{rank}] {passage.score:.3f}  {place_label(passage)}")
         print(f"    {passage.text}\n")
     return 0
 
@@ -131,7 +127,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print(answer.text)
     print()
     for n, passage in enumerate(answer.citations, 1):
-        print(f"[{n}] {_location(passage)}")
+        quoted = next((q.start for q in answer.quotes if q.citation == n), None)
+        print(f"[{n}] {place_label(passage, quoted)}")
         print(f"    {passage.text}\n")
     return 0
 
@@ -157,7 +154,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .web import serve
+    from .web import serve  # imports gradio: only to serve
 
     serve(index_dir=args.index, docs_dir=args.docs, model=args.model, host=args.host, port=args.port)
     return 0
@@ -195,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(func=cmd_eval)
 
     serve = commands.add_parser("serve", parents=[common], help="start the web chat")
-    serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
+    serve.add_argument("--host", default=settings.host, help=f"address to listen on (default {settings.host})")
+    serve.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .bot import QABot
-from .retriever import Passage
+from .records import Passage
 
 _SPACE = re.compile(r"\s+")
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from charset_normalizer import from_bytes
 
+from .errors import DocumentError
+
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx")
@@ -43,10 +45,6 @@ _CHINESE_ENCODINGS = ("big5", "cp950", "gb18030")
 # A lenient (errors="replace") legacy decoding is accepted when at most this share of it is U+FFFD.
 _MAX_REPLACED = 0.02
 _CONTROLS = {code: None for code in range(32) if chr(code) not in "\t\n\r\f"}
-
-
-class DocumentError(ValueError):
-    """A file that cannot be read as a document; the message says why."""
 
 
 # -- plain text --------------------------------------------------------------------

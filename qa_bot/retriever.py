@@ -7,34 +7,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .index import ChunkRecord
+from .records import ChunkRecord, Passage
 from .textnorm import has_cjk, latin_words, tokenize
 
 if TYPE_CHECKING:
-    from .models import Embedder
-    from .store import Store
+    from .embedding import Embedder
+    from .stores import Store
 
 MAX_QUESTION_CHARS = 2000  # longer questions are cut for matching (the model reads 512 tokens anyway)
 CANDIDATES = 100
-
-
-@dataclass
-class Passage:
-    """A retrieved passage. original_text[start:end] is where `text` came from."""
-
-    text: str
-    source: str
-    start: int
-    end: int
-    score: float
-    similarity: float = 0.0  # dense cosine between the question and the passage
-    line: int = 0  # 1-based line of `start` in the source
-    context: str = ""  # heading above the passage
-    chunk_id: int = -1
-    page: int = 0  # 1-based page in paged sources (PDF), 0 otherwise
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +54,7 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
 def _to_passage(chunk_id: int, chunk: ChunkRecord, score: float, similarity: float) -> Passage:
     return Passage(
         chunk.text, chunk.source, chunk.start, chunk.end, score, similarity, chunk.line, chunk.context, chunk_id,
-        chunk.page,
+        chunk.page, chunk.newlines,
     )
 
 
@@ -88,28 +69,28 @@ def _overlaps(a: Passage, b: Passage) -> bool:
 class Retriever:
     """Searches one store snapshot."""
 
-    def __init__(self, index: Store, embedder: Embedder, fusion: FusionSettings = FusionSettings()):
-        self.index = index
+    def __init__(self, store: Store, embedder: Embedder, fusion: FusionSettings = FusionSettings()):
+        self.store = store
         self.embedder = embedder
         self.fusion = fusion
 
     def dense_scores(self, query_vector: np.ndarray, n: int) -> dict[int, float]:
-        return self.index.dense_search(query_vector, n)
+        return self.store.dense_search(query_vector, n)
 
     def lexical_scores(self, question: str, n: int) -> dict[int, float]:
         """BM25 over Simplified uni+bigrams (Latin words included); for questions without CJK,
         plus BM25 over the pinyin of the passages (names and places written in pinyin)."""
         pinyin = None if has_cjk(question) else latin_words(question)
-        return self.index.lexical_search(tokenize(question), n, pinyin)
+        return self.store.lexical_search(tokenize(question), n, pinyin)
 
     def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for a question, best first (Passage.score: the fused score, higher is better)."""
         query = check_question(question)
         if k < 1:
             raise ValueError("k must be at least 1")
-        if not self.index.chunks:
+        if not self.store.chunks:
             return []
-        n = min(self.fusion.candidates, len(self.index.chunks))
+        n = min(self.fusion.candidates, len(self.store.chunks))
         if query_vector is None:
             query_vector = self.embedder.encode_query(query)
         dense = self.dense_scores(query_vector, n)
@@ -121,8 +102,8 @@ class Retriever:
         for chunk_id, score in ranked:
             similarity = dense.get(chunk_id)
             if similarity is None:
-                similarity = self.index.similarity(chunk_id, query_vector)
-            passage = _to_passage(chunk_id, self.index.chunks[chunk_id], score, similarity)
+                similarity = self.store.similarity(chunk_id, query_vector)
+            passage = _to_passage(chunk_id, self.store.chunks[chunk_id], score, similarity)
             if not any(_overlaps(passage, kept) for kept in passages):
                 passages.append(passage)
             if len(passages) == k:

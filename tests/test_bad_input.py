@@ -106,7 +106,7 @@ def test_path_with_dotdot_is_named_sensibly_and_never_escapes(fast_bot, docs_dir
     around = sorted(p for p in tmp_path.rglob("*") if fast_bot.index_dir not in (p, *p.parents))
     report = fast_bot.add_documents([docs_dir / "sub" / ".." / "inside.txt", docs_dir / ".." / "outside" / "notes.txt"])
     assert sorted(report.added) == ["inside.txt", "notes.txt"] and not report.errors
-    assert all(".." not in name and not name.startswith("/") for name in fast_bot.index.documents)
+    assert all(".." not in name and not name.startswith("/") for name in fast_bot.store.documents)
     # Nothing was written anywhere but the index folder.
     assert sorted(p for p in tmp_path.rglob("*") if fast_bot.index_dir not in (p, *p.parents)) == around
 

@@ -2,7 +2,7 @@
 
 Each trial starts a real `QABot.rebuild()` in a subprocess, slowed down at every step of
 embedding and saving (each step prints a marker first), and SIGKILLs it at a chosen
-point. Then `Index.load` must give exactly the state before or the state after.
+point. Then `FaissStore.load` must give exactly the state before or the state after.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pytest
 from conftest import HashEmbedder
 
 from qa_bot import IndexCorruptError, QABot
-from qa_bot.index import Index
 from qa_bot.retriever import Retriever
+from qa_bot.stores.faiss import FaissStore
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -48,7 +48,7 @@ WRITER = textwrap.dedent(
     import json, os, shutil, sys, time
     sys.path.insert(0, {tests!r})
     from conftest import HashEmbedder
-    import qa_bot.index as index_module
+    import qa_bot.stores.faiss as index_module
     from qa_bot import QABot
     from qa_bot.textnorm import tokenize
 
@@ -123,7 +123,7 @@ def write_docs(folder: Path, docs: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def snapshot(index: Index) -> dict:
+def snapshot(index: FaissStore) -> dict:
     """What must match exactly: documents, passages, vectors and what retrieval returns."""
     embedder = HashEmbedder()
     retriever = Retriever(index, embedder)
@@ -147,7 +147,7 @@ def states(tmp_path_factory):
     reference = base / "new-index"
     shutil.copytree(template, reference)
     QABot(index_dir=reference, docs_dir=new_docs, embedder=HashEmbedder()).rebuild()
-    old, new = snapshot(Index.load(template)), snapshot(Index.load(reference))
+    old, new = snapshot(FaissStore.load(template)), snapshot(FaissStore.load(reference))
     assert old != new and set(old["documents"]) != set(new["documents"])
     return {"template": template, "new_docs": new_docs, "old": old, "new": new}
 
@@ -193,7 +193,7 @@ def test_killed_rebuild_leaves_old_or_new_index(states, tmp_path, marker, occurr
         writer.stderr.close()
     finished = "done" in seen
     assert writer.returncode in (-signal.SIGKILL, 0), stderr
-    loaded = snapshot(Index.load(index_dir))
+    loaded = snapshot(FaissStore.load(index_dir))
     assert loaded in (states["old"], states["new"]), f"a mix after {seen[-3:]}"
     if finished:
         assert loaded == states["new"]
@@ -206,7 +206,7 @@ def test_killed_rebuild_leaves_old_or_new_index(states, tmp_path, marker, occurr
     bot = QABot(index_dir=index_dir, docs_dir=states["new_docs"], embedder=HashEmbedder())
     report = bot.update()
     assert not report.errors
-    assert snapshot(Index.load(index_dir)) == states["new"]
+    assert snapshot(FaissStore.load(index_dir)) == states["new"]
     current = generation_of(index_dir).name
     leftovers = {p.name for p in index_dir.iterdir()} - {"manifest.json", ".write.lock", current}
     # Staging folders and temporary manifests are gone; an old generation may stay when the kill came
@@ -228,7 +228,7 @@ def test_stale_generation_is_removed_by_the_next_writer(states, tmp_path):
     index_dir = tmp_path / "index"
     shutil.copytree(states["template"], index_dir)
     kill_at(index_dir, states["new_docs"], "rmtree", 1)
-    assert snapshot(Index.load(index_dir)) == states["new"]
+    assert snapshot(FaissStore.load(index_dir)) == states["new"]
     QABot(index_dir=index_dir, docs_dir=states["new_docs"], embedder=HashEmbedder()).update()
     assert len([p for p in index_dir.iterdir() if p.name.startswith("g-")]) == 1
 
@@ -253,7 +253,7 @@ def test_two_writers_are_serialised(states, tmp_path):
         spans.append((times["embed"], times["embedded"]))
     first, second = sorted(spans)
     assert first[1] <= second[0], f"the two writers embedded at the same time: {spans}"
-    index = Index.load(index_dir)
+    index = FaissStore.load(index_dir)
     assert set(index.documents) == set(OLD_DOCS) | {"first.txt", "second.txt"}
     assert {c.source for c in index.chunks} == set(index.documents)
     assert index.dense.ntotal == len(index.chunks)
@@ -281,31 +281,31 @@ def test_wrong_checksum_is_reported(built):
     data[position : position + 3] = "台".encode()  # same length, different content
     chunks.write_bytes(bytes(data))
     with pytest.raises(IndexCorruptError, match=r"fails its checksum.*qa-bot index build"):
-        Index.load(built)
+        FaissStore.load(built)
 
 
 def test_truncated_file_is_reported(built):
     bm25_file = next(p for p in (generation_of(built) / "bm25").iterdir() if p.stat().st_size > 10)
     bm25_file.write_bytes(bm25_file.read_bytes()[:-5])
     with pytest.raises(IndexCorruptError, match=r"missing or truncated.*qa-bot index build"):
-        Index.load(built)
+        FaissStore.load(built)
 
 
 def test_missing_generation_is_reported(built):
     shutil.rmtree(generation_of(built))
     with pytest.raises(IndexCorruptError, match="qa-bot index build"):
-        Index.load(built)
+        FaissStore.load(built)
 
 
 def test_damaged_manifest_is_reported(built):
     manifest = built / "manifest.json"
     manifest.write_bytes(manifest.read_bytes()[:40])
     with pytest.raises(IndexCorruptError, match=r"damaged.*qa-bot index build"):
-        Index.load(built)
+        FaissStore.load(built)
 
 
 @pytest.mark.parametrize("content", ['{"format_version": 1}', "[1, 2]"])
 def test_manifest_without_its_fields_is_reported(built, content):
     (built / "manifest.json").write_text(content, encoding="utf-8")
     with pytest.raises(IndexCorruptError, match="qa-bot index build"):
-        Index.load(built)
+        FaissStore.load(built)

@@ -84,7 +84,7 @@ def assert_cites_original(bot, passages, original: str, source: str) -> list:
     mine = [p for p in passages if p.source == source]
     assert mine, f"no passage from {source}: {[p.source for p in passages]}"
     for passage in mine:
-        chunk = bot.index.chunks[passage.chunk_id]
+        chunk = bot.store.chunks[passage.chunk_id]
         assert chunk.text == passage.text
         for i, char in enumerate(passage.text):
             at = original[chunk.original_offset(i)]
@@ -133,7 +133,7 @@ def test_pdf_pages_and_citations(fast_bot):
         (1, "臺南市立圖書館新總館館藏多少？"),
     ]
     for page, question in questions:
-        if "sample.pdf" not in fast_bot.index.documents:
+        if "sample.pdf" not in fast_bot.store.documents:
             _, passages = add_and_ask(fast_bot, path, question)
         else:
             passages = fast_bot.retrieve(question, k=5)

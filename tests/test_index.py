@@ -7,7 +7,7 @@ import json
 import pytest
 
 from qa_bot import IndexCorruptError, IndexMissingError, QABot
-from qa_bot.index import Index
+from qa_bot.stores.faiss import FaissStore
 
 NEW_DOC = "臺南市立圖書館新總館於2025年3月1日正式開館，館藏超過一百萬冊。\n\n開館當天舉辦了閱讀節活動，吸引三萬名市民參加。"
 
@@ -15,9 +15,9 @@ NEW_DOC = "臺南市立圖書館新總館於2025年3月1日正式開館，館藏
 def test_build_persists_and_reloads(fast_bot, hash_embedder):
     reloaded = QABot(index_dir=fast_bot.index_dir, embedder=hash_embedder, store=fast_bot.store_config)
     assert [d.name for d in reloaded.documents()] == ["cppcc-local-work-conference.txt"]
-    assert len(reloaded.index.chunks) == len(fast_bot.index.chunks) > 10
-    assert reloaded.index.model == hash_embedder.model_id
-    assert reloaded.index.settings["max_chars"] == 350
+    assert len(reloaded.store.chunks) == len(fast_bot.store.chunks) > 10
+    assert reloaded.store.model == hash_embedder.model_id
+    assert reloaded.store.settings["max_chars"] == 350
     if fast_bot.store_config.kind != "faiss":
         return
     manifest = json.loads((fast_bot.index_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -53,7 +53,7 @@ def test_changed_file_replaces_its_passages(fast_bot, docs_dir):
     path.write_text("高雄港今年吞吐量創新高，達到一千萬標準箱。", encoding="utf-8")
     report = fast_bot.add_documents([path])
     assert report.updated == ["tainan-library.txt"]
-    texts = [c.text for c in fast_bot.index.chunks if c.source == "tainan-library.txt"]
+    texts = [c.text for c in fast_bot.store.chunks if c.source == "tainan-library.txt"]
     assert texts == ["高雄港今年吞吐量創新高，達到一千萬標準箱。"]
 
 
@@ -103,7 +103,7 @@ def test_update_syncs_with_the_folder(fast_bot, docs_dir):
 
 def test_rebuild_of_unchanged_corpus_embeds_nothing(fast_bot, hash_embedder):
     report = fast_bot.rebuild()
-    assert report.embedded == 0 and report.passages == len(fast_bot.index.chunks)
+    assert report.embedded == 0 and report.passages == len(fast_bot.store.chunks)
 
 
 def test_missing_index_and_damaged_files_give_clear_errors(tmp_path, fast_bot, hash_embedder):
@@ -115,7 +115,7 @@ def test_missing_index_and_damaged_files_give_clear_errors(tmp_path, fast_bot, h
     faiss_file = generation / "dense.faiss"
     faiss_file.write_bytes(faiss_file.read_bytes()[:100])
     with pytest.raises(IndexCorruptError, match="qa-bot index build"):
-        Index.load(fast_bot.index_dir)
+        FaissStore.load(fast_bot.index_dir)
 
 
 def test_model_mismatch_is_refused(fast_bot, hash_embedder):

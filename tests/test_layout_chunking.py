@@ -102,7 +102,7 @@ def test_chunking_a_huge_document_has_bounded_memory():
     script = (
         "import resource, sys\n"
         "from qa_bot.chunking import iter_chunks\n"
-        "from qa_bot.index import runs_from_offsets\n"
+        "from qa_bot.records import runs_from_offsets\n"
         f"seed = open({str(SEED_FILE)!r}, encoding='utf-8').read()\n"
         "big = (seed + '\\n\\n') * 1300\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

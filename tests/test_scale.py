@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from qa_bot import IndexCorruptError
-from qa_bot import index as index_module
-from qa_bot.index import ChunkRecord, DocumentInfo, Index, dense_index
-from qa_bot.store import NewDocument
+from qa_bot.records import ChunkRecord, DocumentInfo, NewDocument
+from qa_bot.stores import faiss as index_module
+from qa_bot.stores.faiss import FaissStore, dense_index
 
 DIM = 32
 
@@ -38,13 +38,13 @@ def large(monkeypatch, tmp_path):
     vectors = clustered(3000)
     chunks = [chunk(i) for i in range(3000)]
     documents = {"doc.txt": DocumentInfo("doc.txt", "0" * 64, 1, 1, 3000)}
-    Index.build("test", DIM, {}, chunks, vectors, documents).save(tmp_path / "index")
+    FaissStore.build("test", DIM, {}, chunks, vectors, documents).save(tmp_path / "index")
     return tmp_path / "index", vectors
 
 
 def test_large_index_is_ivf_memory_mapped_and_close_to_exact(large):
     folder, vectors = large
-    index = Index.load(folder)
+    index = FaissStore.load(folder)
     ivf = faiss.extract_index_ivf(index.dense)
     assert ivf is not None and ivf.nprobe == ivf.nlist // 4
     queries = vectors[:50]
@@ -58,7 +58,7 @@ def test_large_index_is_ivf_memory_mapped_and_close_to_exact(large):
 
 def test_large_index_accepts_writes(large):
     folder, vectors = large
-    index = Index.load(folder)
+    index = FaissStore.load(folder)
     new = NewDocument(DocumentInfo("new.txt", "1" * 64, 1, 1, 1), [chunk(0, "new.txt")], vectors[:1])
     written = index.write(set(), [new])
     assert len(written.chunks) == 3001 and written.chunks[3000].source == "new.txt"
@@ -75,31 +75,31 @@ def test_big_files_get_a_sampled_checksum_and_verify_reads_them_whole(large):
     data[-1] ^= 0xFF  # the last block is always sampled
     path.write_bytes(bytes(data))
     with pytest.raises(IndexCorruptError, match="fails its checksum"):
-        Index.load(folder)
+        FaissStore.load(folder)
     data[-1] ^= 0xFF
     size, block, blocks = len(data), index_module._SAMPLE_SIZE, index_module._SAMPLE_BLOCKS
     starts = [(size - block) * i // (blocks - 1) for i in range(blocks)]
     gap = next(p for p in range(size) if not any(s <= p < s + block for s in starts))
     data[gap] ^= 0xFF  # between sampled blocks: only the full check sees it
     path.write_bytes(bytes(data))
-    Index.load(folder)
+    FaissStore.load(folder)
     with pytest.raises(IndexCorruptError, match="fails its checksum"):
-        Index.load(folder, full_check=True)
+        FaissStore.load(folder, full_check=True)
 
 
 def test_index_without_offsets_file_still_loads(tmp_path):
-    Index.build("test", DIM, {}, [chunk(i) for i in range(5)], clustered(50)[:5], {}).save(tmp_path)
+    FaissStore.build("test", DIM, {}, [chunk(i) for i in range(5)], clustered(50)[:5], {}).save(tmp_path)
     generation = tmp_path / json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))["generation"]
     (generation / "chunks.offsets.npy").unlink()
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     del manifest["files"]["chunks.offsets.npy"]
     (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    assert [c.text for c in Index.load(tmp_path).chunks] == [chunk(i).text for i in range(5)]
+    assert [c.text for c in FaissStore.load(tmp_path).chunks] == [chunk(i).text for i in range(5)]
 
 
 def test_very_common_tokens_are_skipped_only_in_large_indexes(monkeypatch):
     chunks = [chunk(i) for i in range(40)]
-    index = Index.build("test", DIM, {}, chunks, clustered(400)[:40], {})
+    index = FaissStore.build("test", DIM, {}, chunks, clustered(400)[:40], {})
     common = ["政", "协", "政协"]  # in every passage
     assert index.lexical_search(common, 5)  # small index: kept
     monkeypatch.setattr(index_module, "MIN_SKIPPED_DF", 10)

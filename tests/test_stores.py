@@ -9,7 +9,7 @@ from conftest import HashEmbedder
 
 from qa_bot import QABot
 from qa_bot import bot as bot_module
-from qa_bot.store import StoreConfig, migrate
+from qa_bot.stores import StoreConfig, migrate
 
 NEW_DOC = "臺南市立圖書館新總館於2025年3月1日正式開館，館藏超過一百萬冊。\n\n開館當天舉辦了閱讀節活動，吸引三萬名市民參加。"
 
@@ -25,7 +25,7 @@ def milvus_bot(tmp_path, docs_dir):
 
 def test_interrupted_write_leaves_the_document_unlisted_and_update_repairs_it(milvus_bot, docs_dir, monkeypatch):
     (docs_dir / "tainan.txt").write_text(NEW_DOC, encoding="utf-8")
-    before = len(milvus_bot.index.chunks)
+    before = len(milvus_bot.store.chunks)
     client = milvus_bot.location.client
     real_upsert = client.upsert
 
@@ -39,7 +39,7 @@ def test_interrupted_write_leaves_the_document_unlisted_and_update_repairs_it(mi
     assert "tainan.txt" not in milvus_bot.location.open().documents
     report = milvus_bot.update()
     assert report.added == ["tainan.txt"]
-    index = milvus_bot.index
+    index = milvus_bot.store
     assert len(index.chunks) == before + index.documents["tainan.txt"].chunks  # no duplicates left behind
     assert milvus_bot.retrieve("臺南市立圖書館什麼時候開館？", k=1)[0].source == "tainan.txt"
 
@@ -56,7 +56,7 @@ def test_a_second_server_sees_the_first_ones_writes(milvus_bot, docs_dir, monkey
 
 
 def test_migration_round_trip_keeps_every_passage_and_vector(milvus_bot, tmp_path):
-    milvus = milvus_bot.index
+    milvus = milvus_bot.store
     faiss_bot = QABot(index_dir=tmp_path / "faiss", embedder=HashEmbedder())
     faiss_index = migrate(milvus, faiss_bot.location)
     assert sorted((c.source, c.start, c.text) for c in faiss_index.chunks) == sorted(

@@ -11,23 +11,19 @@ from pathlib import Path
 import pytest
 
 from qa_bot.answer import Answer, Quote
+from qa_bot.errors import UploadError
+from qa_bot.library import MAX_NAME_BYTES, add_uploads, check_upload_size, remove_document, safe_upload_name
 from qa_bot.loaders import SUPPORTED_SUFFIXES
-from qa_bot.retriever import Passage
-from qa_bot.web import (
-    MAX_NAME_BYTES,
+from qa_bot.records import Passage
+from qa_bot.web.app import parse_auth
+from qa_bot.web.render import (
     SOURCE_WINDOW,
-    UploadError,
-    add_uploads,
-    check_upload_size,
     citation_records,
     escape,
     format_answer,
     format_documents_table,
     format_source,
-    parse_auth,
-    remove_document,
     render_highlighted,
-    safe_upload_name,
     source_window,
 )
 
@@ -193,8 +189,8 @@ def test_format_source_without_quotes_marks_the_passage():
 def test_citation_records_are_json_able():
     answer = Answer("q[1]", [passage("q。其他。")], True, [Quote("q。", 1, 0, 2, 100, 102)])
     records = citation_records(answer)
-    assert records == [{"n": 1, "source": "doc.txt", "start": 100, "end": 105, "line": 7, "context": "章節<i>一</i>",
-                        "quotes": [[100, 102]]}]
+    assert records == [{"n": 1, "source": "doc.txt", "start": 100, "end": 105, "line": 7, "page": 0, "newlines": [],
+                        "context": "章節<i>一</i>", "quotes": [[100, 102]]}]
 
 
 # -- upload names -------------------------------------------------------------------
@@ -255,18 +251,18 @@ LIBRARY = "臺南市圖書館新館於2025年3月1日正式開幕，館內藏書
 
 
 def test_add_uploads_adds_once_and_is_idempotent(fast_bot, docs_dir, tmp_path):
-    before = len(fast_bot.index.chunks)
+    before = len(fast_bot.store.chunks)
     upload = _write(tmp_path / "in", "tainan-library.txt", LIBRARY)
     report, refused = add_uploads(fast_bot, docs_dir, [upload])
     assert refused == [] and report.added == ["tainan-library.txt"] and not report.errors
     assert (docs_dir / "tainan-library.txt").read_text(encoding="utf-8") == LIBRARY
-    passages = len(fast_bot.index.chunks)
+    passages = len(fast_bot.store.chunks)
     assert passages > before
     assert any(p.source == "tainan-library.txt" for p in fast_bot.retrieve("臺南市圖書館開幕", k=3))
 
     report, refused = add_uploads(fast_bot, docs_dir, [upload])  # the same file again
     assert report.unchanged == ["tainan-library.txt"] and not report.added and refused == []
-    assert len(fast_bot.index.chunks) == passages
+    assert len(fast_bot.store.chunks) == passages
     assert [d.name for d in fast_bot.documents()].count("tainan-library.txt") == 1
     assert sorted(p.name for p in docs_dir.iterdir()) == ["cppcc-local-work-conference.txt", "tainan-library.txt"]
 
@@ -279,7 +275,7 @@ def test_add_uploads_updates_changed_content(fast_bot, docs_dir, tmp_path):
 
 
 def test_bad_uploads_leave_folder_and_index_unchanged(fast_bot, docs_dir, tmp_path):
-    generation = fast_bot.index
+    generation = fast_bot.store
     listing = sorted(p.name for p in docs_dir.iterdir())
     incoming = tmp_path / "in"
     bad = [
@@ -294,7 +290,7 @@ def test_bad_uploads_leave_folder_and_index_unchanged(fast_bot, docs_dir, tmp_pa
     text = "\n".join(refused)
     for needle in ("binary.txt", "payload.exe", ".hidden.txt", "empty", "limit"):
         assert needle in text
-    assert fast_bot.index is generation
+    assert fast_bot.store is generation
     assert sorted(p.name for p in docs_dir.iterdir()) == listing
     assert report.passages == len(generation.chunks)
 
@@ -345,7 +341,7 @@ def test_remove_document_deletes_file_and_passages(fast_bot, docs_dir, tmp_path)
     report = remove_document(fast_bot, docs_dir, "gone.txt")
     assert report.removed == ["gone.txt"]
     assert not (docs_dir / "gone.txt").exists()
-    assert all(c.source != "gone.txt" for c in fast_bot.index.chunks)
+    assert all(c.source != "gone.txt" for c in fast_bot.store.chunks)
     report = remove_document(fast_bot, docs_dir, "never-there.txt")
     assert report.errors and not report.removed
 
@@ -405,11 +401,21 @@ def test_app_api_ask_and_retrieve(fast_bot, docs_dir):
         demo.close()
 
 
-def test_main_parses_arguments(monkeypatch):
-    import qa_bot.web as web
+def test_app_py_and_qa_bot_serve_share_one_parser(monkeypatch):
+    import runpy
+    import sys
 
-    seen = {}
-    monkeypatch.setattr(web, "serve", lambda *args: seen.setdefault("args", args))
+    import qa_bot.web as web
+    from qa_bot.cli import main
+
+    seen = []
+    monkeypatch.setattr(web, "serve", lambda **options: seen.append(options))
     monkeypatch.setenv("QA_BOT_PORT", "8123")
-    web.main(["--index", "idx", "--docs", "d", "--host", "0.0.0.0"])
-    assert seen["args"] == (Path("idx"), Path("d"), None, "0.0.0.0", 8123)
+    arguments = ["--index", "idx", "--docs", "d", "--host", "0.0.0.0"]
+    monkeypatch.setattr(sys, "argv", ["app.py", *arguments])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(Path(__file__).resolve().parent.parent / "app.py"), run_name="__main__")
+    assert exited.value.code == 0
+    assert main(["serve", *arguments]) == 0
+    expected = {"index_dir": Path("idx"), "docs_dir": Path("d"), "model": None, "host": "0.0.0.0", "port": 8123}
+    assert seen == [expected, expected]

@@ -250,20 +250,20 @@ def test_upload_then_ask_about_it(page, server, tmp_path):
     citations = page.locator("#qa-chat .qa-answer").last.locator(".qa-citations").first.inner_text()
     assert "tainan-library.txt" in citations
 
-    passages = len(server["bot"].index.chunks)
+    passages = len(server["bot"].store.chunks)
     again = upload(page, document)  # the same file twice: nothing new
     assert "未變更 Unchanged" in again and "新增 Added" not in again
-    assert len(server["bot"].index.chunks) == passages
+    assert len(server["bot"].store.chunks) == passages
     assert [d.name for d in server["bot"].documents()].count("tainan-library.txt") == 1
 
 
 def test_bad_upload_is_refused_and_index_unchanged(page, server, tmp_path):
-    index = server["bot"].index
+    index = server["bot"].store
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\x00\x01\x02\x03 not text \x00")
     status = upload(page, binary)
     assert "未加入 Not added" in status and "binary.txt" in status
-    assert server["bot"].index is index
+    assert server["bot"].store is index
     assert not (server["docs"] / "binary.txt").exists()
 
 
@@ -305,7 +305,7 @@ def test_api_ask_with_gradio_client(server):
 def test_questions_keep_working_while_documents_are_added(server, tmp_path):
     from gradio_client import Client
 
-    from qa_bot.web import add_uploads
+    from qa_bot.library import add_uploads
 
     results: list = []
     errors: list = []
@@ -349,4 +349,4 @@ def test_remove_and_rebuild_from_the_index_tab(page, server):
     names = sorted(d.name for d in bot.documents())
     assert names == sorted(p.name for p in server["docs"].iterdir())
     summary = page.inner_text("#qa-summary")
-    assert f"文件 Documents: {len(names)}" in summary and f"段落 Passages: {len(bot.index.chunks)}" in summary
+    assert f"文件 Documents: {len(names)}" in summary and f"段落 Passages: {len(bot.store.chunks)}" in summary

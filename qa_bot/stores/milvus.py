@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -41,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import FORMAT_VERSION, ChunkRecord, DocumentInfo, IndexCorruptError, IndexMissingError
-from .store import NewDocument
-from .textnorm import pinyin_tokens, tokenize
+from ..errors import IndexCorruptError, IndexMissingError
+from ..records import ChunkRecord, DocumentInfo, NewDocument
+from ..textnorm import pinyin_tokens, tokenize
+from . import bm25
+from .base import check_format
 
 try:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -52,8 +53,8 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # it logs every failed call with a traceback
 
+FORMAT_VERSION = 1  # of the rows and the manifest this module writes
 BATCH = 500  # rows per insert / ids per query
-K1, B = 1.5, 0.75  # BM25 parameters, bm25s' defaults (the FAISS store)
 LEXICAL_FIELDS = {"norm": False, "py": True}  # field -> holds pinyin
 _NON_WORD = re.compile(r"\W")
 _CLIENTS: dict[tuple[str, str | None], MilvusClient] = {}
@@ -102,13 +103,13 @@ def _quoted(values: Iterable[str]) -> str:
 
 
 class MilvusLocation:
-    """A Milvus database and collection name (see qa_bot.store.Location)."""
+    """A Milvus database and collection name (a qa_bot.stores.base.Location)."""
 
     shared = True  # several app servers may read and write one collection
 
     def __init__(self, uri: str, token: str | None = None, collection: str = "qa_bot"):
         self.uri, self.token = uri, token
-        self.passages, self.meta = f"{collection}_passages", f"{collection}_meta"
+        self.passages_collection, self.meta_collection = f"{collection}_passages", f"{collection}_meta"
         # Milvus Lite's analyzers are "standard" (\w+ words) and "jieba"; a cluster has "whitespace".
         lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
         self.analyzer = {"tokenizer": "standard" if lite else "whitespace"}
@@ -129,7 +130,7 @@ class MilvusLocation:
                 server_manager_instance.release_server(str(Path(self.uri).resolve()))
 
     def describe(self) -> str:
-        return f"milvus:{self.uri} ({self.passages})"
+        return f"milvus:{self.uri} ({self.passages_collection})"
 
     def exists(self) -> bool:
         try:
@@ -142,26 +143,35 @@ class MilvusLocation:
         return self._manifest()["generation"]
 
     def _manifest(self) -> dict:
-        if not self.client.has_collection(self.meta) or not self.client.has_collection(self.passages):
+        if not self.client.has_collection(self.meta_collection) or not self.client.has_collection(self.passages_collection):
             raise IndexMissingError(f"no index in {self.describe()}; build one with `qa-bot index build`")
-        self.client.load_collection(self.meta)
-        rows = self.client.query(self.meta, ids=["manifest"], output_fields=["value"])
+        self.client.load_collection(self.meta_collection)
+        rows = self.client.query(self.meta_collection, ids=["manifest"], output_fields=["value"])
         if not rows:
             raise IndexMissingError(f"no index in {self.describe()}; build one with `qa-bot index build`")
         manifest = rows[0]["value"]
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexCorruptError(
-                f"index in {self.describe()} has format {manifest.get('format_version')}, this version reads "
-                f"{FORMAT_VERSION}; rebuild with `qa-bot index build`"
-            )
+        check_format(manifest.get("format_version"), FORMAT_VERSION, self.describe())
         return manifest
 
     def open(self) -> MilvusStore:
         manifest = self._manifest()
-        self.client.load_collection(self.passages)
-        rows = _scan(self.client, self.meta, 'kind == "doc"', ["value"])
+        self.client.load_collection(self.passages_collection)
+        rows = _scan(self.client, self.meta_collection, 'kind == "doc"', ["value"])
         documents = {row["value"]["name"]: DocumentInfo(**row["value"]) for row in rows}
         return MilvusStore(self, manifest, documents)
+
+    def verify(self, full: bool = True) -> MilvusStore:
+        """The rows and documents against the manifest's counts (Milvus keeps no checksums)."""
+        store = self.open()
+        rows = self.client.query(self.passages_collection, filter="", output_fields=["count(*)"])
+        counted = int(rows[0]["count(*)"]) if rows else 0
+        listed = sum(info.chunks for info in store.documents.values())
+        if not counted == listed == store.passage_count:
+            raise IndexCorruptError(
+                f"index in {self.describe()} is inconsistent ({counted} passages stored, {listed} listed, "
+                f"{store.passage_count} in the manifest); run `qa-bot index build`"
+            )
+        return store
 
     def create(self, model: str, dim: int, settings: dict) -> MilvusStore:
         manifest = {"model": model, "dim": dim, "chunker": settings, "generation": "", "built_at": time.time()}
@@ -170,7 +180,7 @@ class MilvusLocation:
     def recreate(self, dim: int) -> None:
         """Drop and create both collections (a new model or chunker: nothing can be reused)."""
         client = self.client
-        for name in (self.passages, self.meta):
+        for name in (self.passages_collection, self.meta_collection):
             if client.has_collection(name):
                 client.drop_collection(name)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -189,8 +199,8 @@ class MilvusLocation:
         index_params.add_index(field_name="vec", index_type="AUTOINDEX", metric_type="COSINE")
         for field in ("norm", "py"):
             index_params.add_index(field_name=f"{field}_bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                                   params={"params": {"bm25_k1": 1.5, "bm25_b": 0.75}})  # bm25s' defaults
-        client.create_collection(self.passages, schema=schema, index_params=index_params, consistency_level="Strong")
+                                   params={"params": {"bm25_k1": bm25.K1, "bm25_b": bm25.B}})
+        client.create_collection(self.passages_collection, schema=schema, index_params=index_params, consistency_level="Strong")
         meta = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=8192)
         meta.add_field("kind", DataType.VARCHAR, max_length=16)  # manifest | doc | df | pinyin_df
@@ -198,19 +208,19 @@ class MilvusLocation:
         meta.add_field("vec", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector in every collection
         meta_index = client.prepare_index_params()
         meta_index.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
-        client.create_collection(self.meta, schema=meta, index_params=meta_index, consistency_level="Strong")
+        client.create_collection(self.meta_collection, schema=meta, index_params=meta_index, consistency_level="Strong")
 
 
 class MilvusChunks(Sequence):
-    """The passages of a Milvus store: len() counts, [chunk_id] fetches, iteration reads all."""
+    """The passages of a Milvus store: len() from the manifest, [chunk_id] fetches, iteration reads all."""
 
-    def __init__(self, location: MilvusLocation):
+    def __init__(self, location: MilvusLocation, count: int):
         self._location = location
+        self._count = count  # from the manifest: no round trip per question
         self._cache: dict[int, ChunkRecord] = {}
 
     def __len__(self) -> int:
-        rows = self._location.client.query(self._location.passages, filter="", output_fields=["count(*)"])
-        return int(rows[0]["count(*)"]) if rows else 0
+        return self._count
 
     def __getitem__(self, chunk_id):  # type: ignore[override]
         if chunk_id not in self._cache:
@@ -230,13 +240,13 @@ class MilvusChunks(Sequence):
         wanted = [i for i in dict.fromkeys(ids) if i not in self._cache]
         for first in range(0, len(wanted), BATCH):
             rows = self._location.client.query(
-                self._location.passages, ids=wanted[first : first + BATCH], output_fields=["text", "record"]
+                self._location.passages_collection, ids=wanted[first : first + BATCH], output_fields=["text", "record"]
             )
             for row in rows:
                 self.remember(row["id"], _record(row))
 
     def __iter__(self) -> Iterator[ChunkRecord]:
-        return (_record(row) for row in _scan(self._location.client, self._location.passages, "", ["text", "record"]))
+        return (_record(row) for row in _scan(self._location.client, self._location.passages_collection, "", ["text", "record"]))
 
 
 def _record(row: dict) -> ChunkRecord:
@@ -244,7 +254,7 @@ def _record(row: dict) -> ChunkRecord:
 
 
 class MilvusStore:
-    """A Milvus collection as a qa_bot Store; searches always see the collection's current rows."""
+    """A Milvus collection as a qa_bot.stores.base.Store; searches always see the collection's current rows."""
 
     def __init__(self, location: MilvusLocation, manifest: dict, documents: dict[str, DocumentInfo],
                  fresh: bool = False):
@@ -254,10 +264,10 @@ class MilvusStore:
         self.settings: dict = manifest["chunker"]
         self.built_at: float = manifest["built_at"]
         self.generation: str = manifest["generation"]
-        self.passages: int = manifest.get("passages", 0)
+        self.passage_count: int = manifest.get("passages", 0)
         self.tokens: dict[str, int] = manifest.get("tokens", {"norm": 0, "py": 0})  # per lexical field
         self.documents = documents
-        self.chunks = MilvusChunks(location)
+        self.chunks = MilvusChunks(location, self.passage_count)
         self._fresh = fresh
 
     @property
@@ -267,7 +277,7 @@ class MilvusStore:
     # -- reading -----------------------------------------------------------------
 
     def dense_search(self, vector: np.ndarray, n: int) -> dict[int, float]:
-        hits = self._client.search(self.location.passages, data=[vector.astype(np.float32).tolist()],
+        hits = self._client.search(self.location.passages_collection, data=[vector.astype(np.float32).tolist()],
                                    anns_field="vec", limit=n, output_fields=["text", "record"])
         self._remember(hits[0])
         return {int(hit["id"]): float(hit["distance"]) for hit in hits[0]}
@@ -281,23 +291,17 @@ class MilvusStore:
 
     def _bm25(self, field: str, words: list[str], n: int) -> dict[int, float]:
         """Candidates from Milvus' BM25, scored with the collection-wide statistics."""
-        hits = self._client.search(self.location.passages, data=[_token_text(words)], anns_field=f"{field}_bm25",
+        hits = self._client.search(self.location.passages_collection, data=[_token_text(words)], anns_field=f"{field}_bm25",
                                    limit=n, output_fields=[field, "text", "record"])[0]
         if not hits:
             return {}
         self._remember(hits)
-        passages = max(1, self.passages)
-        average = max(1e-9, self.tokens.get(field, 0) / passages)
+        passages = max(1, self.passage_count)
+        average = self.tokens.get(field, 0) / passages
         df = self.document_frequency(words, pinyin=LEXICAL_FIELDS[field])
-        idf = {_token_text([t]): math.log(1 + (passages - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        idfs = {_token_text([t]): bm25.idf(d, passages) for t, d in df.items()}
         query = [_token_text([word]) for word in words]
-        scores = {}
-        for hit in hits:
-            document = hit.get("entity", hit)[field].split()
-            tf = Counter(document)
-            norm = K1 * (1 - B + B * len(document) / average)
-            scores[int(hit["id"])] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in query if t in idf and tf[t])
-        return scores
+        return {int(hit["id"]): bm25.score(query, hit.get("entity", hit)[field].split(), idfs, average) for hit in hits}
 
     def _remember(self, hits: list) -> None:
         """Searches return the passages too: keep them for the citations."""
@@ -305,7 +309,7 @@ class MilvusStore:
             self.chunks.remember(hit["id"], _record(hit.get("entity", hit)))
 
     def similarity(self, chunk_id: int, vector: np.ndarray) -> float:
-        rows = self._client.query(self.location.passages, ids=[chunk_id], output_fields=["vec"])
+        rows = self._client.query(self.location.passages_collection, ids=[chunk_id], output_fields=["vec"])
         return float(np.asarray(rows[0]["vec"], dtype=np.float32) @ vector) if rows else 0.0
 
     def document_frequency(self, tokens: Iterable[str], pinyin: bool = False) -> dict[str, int]:
@@ -314,7 +318,7 @@ class MilvusStore:
         found = {}
         wanted = list(keys)
         for first in range(0, len(wanted), BATCH):
-            for row in self._client.query(self.location.meta, ids=wanted[first : first + BATCH], output_fields=["value"]):
+            for row in self._client.query(self.location.meta_collection, ids=wanted[first : first + BATCH], output_fields=["value"]):
                 found[keys[row["key"]]] = int(row["value"]["df"])
         return found
 
@@ -327,7 +331,7 @@ class MilvusStore:
     def _rows_of(self, sources: Iterable[str], fields: list[str]) -> Iterator[dict]:
         names = sorted(sources)
         for first in range(0, len(names), 100):
-            yield from _scan(self._client, self.location.passages, f"source in {_quoted(names[first:first + 100])}",
+            yield from _scan(self._client, self.location.passages_collection, f"source in {_quoted(names[first:first + 100])}",
                              fields)
 
     # -- writing -----------------------------------------------------------------
@@ -340,9 +344,9 @@ class MilvusStore:
             removed = set()
         touched = sorted(removed | {doc.info.name for doc in added})
         if touched:
-            client.delete(location.meta, ids=[f"doc:{name}" for name in touched])
+            client.delete(location.meta_collection, ids=[f"doc:{name}" for name in touched])
         frequencies: dict[str, Counter] = {"df": Counter(), "pinyin_df": Counter()}
-        passages, tokens = (0, {"norm": 0, "py": 0}) if self._fresh else (self.passages, dict(self.tokens))
+        passages, tokens = (0, {"norm": 0, "py": 0}) if self._fresh else (self.passage_count, dict(self.tokens))
         for row in self._rows_of(removed, ["norm", "py"]):
             passages -= 1
             for field, kind in (("norm", "df"), ("py", "pinyin_df")):
@@ -350,7 +354,7 @@ class MilvusStore:
                 tokens[field] -= len(words)
                 frequencies[kind].subtract(set(words))
         for first in range(0, len(touched), 100):  # added ones too: rows an interrupted write left
-            client.delete(location.passages, filter=f"source in {_quoted(touched[first : first + 100])}")
+            client.delete(location.passages_collection, filter=f"source in {_quoted(touched[first : first + 100])}")
         rows = []
         for doc in added:
             for chunk, vector in zip(doc.chunks, doc.vectors):
@@ -368,7 +372,7 @@ class MilvusStore:
                     "vec": np.asarray(vector, dtype=np.float32).tolist(),
                 })
         for first in range(0, len(rows), BATCH):
-            client.insert(location.passages, rows[first : first + BATCH])
+            client.insert(location.passages_collection, rows[first : first + BATCH])
         self._update_frequencies(frequencies)
         meta_rows = [{"key": f"doc:{doc.info.name}", "kind": "doc", "value": asdict(doc.info), "vec": [0.0, 0.0]}
                      for doc in added]
@@ -377,14 +381,14 @@ class MilvusStore:
                     "tokens": tokens}
         meta_rows.append({"key": "manifest", "kind": "manifest", "value": manifest, "vec": [0.0, 0.0]})
         for first in range(0, len(meta_rows), BATCH):
-            client.upsert(location.meta, meta_rows[first : first + BATCH])
-        client.flush(location.passages)  # BM25 search is slow over unflushed rows
-        client.flush(location.meta)
+            client.upsert(location.meta_collection, meta_rows[first : first + BATCH])
+        client.flush(location.passages_collection)  # BM25 search is slow over unflushed rows
+        client.flush(location.meta_collection)
         return location.open()
 
     def _update_frequencies(self, frequencies: dict[str, Counter]) -> None:
         """Add the changes to the stored document frequencies; tokens that reach 0 are dropped."""
-        client, meta = self._client, self.location.meta
+        client, meta = self._client, self.location.meta_collection
         for kind, change in frequencies.items():
             keys = [f"{kind}:{token}" for token, delta in change.items() if delta]
             current = {}
@@ -405,3 +409,6 @@ class MilvusStore:
 
     def tidy(self) -> None:
         """Nothing to tidy: Milvus keeps no generations."""
+
+    def warm_up(self) -> None:
+        """Nothing to build: Milvus holds its indexes (the collection was loaded when opened)."""

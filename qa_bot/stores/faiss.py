@@ -1,4 +1,4 @@
-"""The on-disk index: FAISS vectors, BM25 arrays and the chunk table, one generation at a time.
+"""The FAISS store: FAISS vectors, BM25 arrays and the chunk table in files, one generation at a time.
 
 Layout of an index directory::
 
@@ -31,16 +31,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import bm25s
 import faiss
 import numpy as np
 
-from .textnorm import pinyin_tokens, tokenize
-
-if TYPE_CHECKING:
-    from .store import NewDocument
+from ..errors import IndexCorruptError, IndexMissingError
+from ..records import ChunkRecord, DocumentInfo, NewDocument
+from ..textnorm import pinyin_tokens, tokenize
+from .base import check_format
+from .bm25 import K1, B
 
 FORMAT_VERSION = 1
 FLAT_LIMIT = 200_000  # above this many passages, exact search costs more than IVF's small recall loss
@@ -53,68 +53,6 @@ _MANIFEST_FIELDS = {
     "generation": str, "model": str, "dim": int, "chunker": dict, "built_at": (int, float),
     "documents": dict, "files": dict,
 }
-
-
-class QAIndexError(RuntimeError):
-    """Base class; see subclasses."""
-
-
-class IndexMissingError(QAIndexError):
-    """No index at the given directory."""
-
-
-class IndexCorruptError(QAIndexError):
-    """The index on disk is damaged or incompatible; the message names the fix."""
-
-
-@dataclass
-class ChunkRecord:
-    """One stored passage."""
-
-    source: str
-    start: int
-    end: int
-    text: str
-    context: str
-    kind: str
-    line: int  # 1-based line of `start` in the original document
-    runs: list[list[int]]  # [text_pos, original_pos, length]: where each run of text came from
-    page: int = 0  # 1-based page for paged formats (pages are separated by \f), else 0
-
-    def original_offset(self, text_pos: int) -> int:
-        """Original-document offset of the character at `text_pos` of `text`."""
-        for run_text, run_original, length in self.runs:
-            if run_text <= text_pos < run_text + length:
-                return run_original + text_pos - run_text
-        raise ValueError(f"position {text_pos} is outside the passage")
-
-    def index_text(self) -> str:
-        """What retrieval matches: the heading context, then the passage."""
-        return f"{self.context}\n{self.text}" if self.context else self.text
-
-
-@dataclass
-class DocumentInfo:
-    """One indexed document."""
-
-    name: str
-    sha256: str
-    size: int  # bytes
-    chars: int
-    chunks: int
-    path: str = ""  # where it was read from, to tell same-named files apart
-    added_at: float = field(default_factory=time.time)
-
-
-def runs_from_offsets(offsets: list[int]) -> list[list[int]]:
-    """Compress a per-character offset list into runs of consecutive offsets."""
-    runs: list[list[int]] = []
-    for position, offset in enumerate(offsets):
-        if runs and runs[-1][1] + runs[-1][2] == offset and runs[-1][0] + runs[-1][2] == position:
-            runs[-1][2] += 1
-        else:
-            runs.append([position, offset, 1])
-    return runs
 
 
 def _sha256_file(path: Path) -> str:
@@ -211,8 +149,8 @@ def _prepare_for_search(dense: faiss.Index) -> faiss.Index:
 
 
 @dataclass
-class Index:
-    """An immutable snapshot of the index in memory: the FAISS store (see qa_bot.store.Store)."""
+class FaissStore:
+    """An immutable snapshot of an index directory in memory (a qa_bot.stores.base.Store)."""
 
     model: str
     dim: int
@@ -234,12 +172,12 @@ class Index:
         chunks: list[ChunkRecord],
         vectors: np.ndarray,
         documents: dict[str, DocumentInfo],
-    ) -> Index:
+    ) -> FaissStore:
         """Build the FAISS and BM25 sides from chunk records and their embeddings."""
         dense = _prepare_for_search(dense_index(vectors, dim))
         bm25 = None
         if chunks:
-            bm25 = bm25s.BM25()
+            bm25 = bm25s.BM25(k1=K1, b=B)
             bm25.index([tokenize(chunk.index_text()) for chunk in chunks], show_progress=False)
         return cls(model, dim, settings, chunks, documents, dense, bm25)
 
@@ -250,7 +188,7 @@ class Index:
                 corpus = [pinyin_tokens(chunk.index_text()) for chunk in self.chunks]
                 self._pinyin = None
                 if any(corpus):
-                    self._pinyin = bm25s.BM25()
+                    self._pinyin = bm25s.BM25(k1=K1, b=B)
                     self._pinyin.index(corpus, show_progress=False)
             return self._pinyin
 
@@ -300,7 +238,7 @@ class Index:
         vectors = self.vectors()
         return {self.chunks[i].index_text(): vectors[i] for i in positions}
 
-    def write(self, removed: set[str], added: list[NewDocument]) -> Index:
+    def write(self, removed: set[str], added: list[NewDocument]) -> FaissStore:
         """A new generation: kept passages (their vectors reused) plus the added ones, saved atomically."""
         kept = [i for i, chunk in enumerate(self.chunks) if chunk.source not in removed]
         old_vectors = self.vectors()
@@ -310,9 +248,13 @@ class Index:
         )
         documents = {name: info for name, info in self.documents.items() if name not in removed}
         documents.update({doc.info.name: doc.info for doc in added})
-        index = Index.build(self.model, self.dim, self.settings, chunks, vectors, documents)
+        index = FaissStore.build(self.model, self.dim, self.settings, chunks, vectors, documents)
         index.save(self.index_dir)
         return index
+
+    def warm_up(self) -> None:
+        """The pinyin BM25 (English questions) is built in memory: build it now, not at the first question."""
+        self.pinyin_bm25()
 
     def tidy(self) -> None:
         if self.index_dir is not None and self.generation:
@@ -360,7 +302,7 @@ class Index:
         remove_stale(index_dir, keep=generation)
 
     @classmethod
-    def load(cls, index_dir: Path, full_check: bool = False) -> Index:
+    def load(cls, index_dir: Path, full_check: bool = False) -> FaissStore:
         """Load the current generation, checking it against the manifest.
 
         full_check: hash every file completely, also those over FULL_CHECKSUM_LIMIT.
@@ -394,7 +336,7 @@ class Index:
 
 
 class FaissLocation:
-    """An index directory of FAISS generations (see qa_bot.store.Location)."""
+    """An index directory of FAISS generations (a qa_bot.stores.base.Location)."""
 
     shared = False  # one machine: its writers go through this process's QABot or reload on write
 
@@ -407,11 +349,15 @@ class FaissLocation:
     def generation(self) -> str:
         return read_manifest(self.index_dir)["generation"]
 
-    def open(self) -> Index:
-        return Index.load(self.index_dir)
+    def open(self) -> FaissStore:
+        return FaissStore.load(self.index_dir)
 
-    def create(self, model: str, dim: int, settings: dict) -> Index:
-        empty = Index.build(model, dim, settings, [], np.zeros((0, dim), np.float32), {})
+    def verify(self, full: bool = True) -> FaissStore:
+        """Every file against its full sha256 (a normal load samples files over FULL_CHECKSUM_LIMIT)."""
+        return FaissStore.load(self.index_dir, full_check=full)
+
+    def create(self, model: str, dim: int, settings: dict) -> FaissStore:
+        empty = FaissStore.build(model, dim, settings, [], np.zeros((0, dim), np.float32), {})
         empty.index_dir = self.index_dir
         return empty
 
@@ -462,11 +408,7 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexCorruptError(f"{path} is damaged ({error}); rebuild with `qa-bot index build`") from error
     if not isinstance(manifest, dict):
         raise IndexCorruptError(f"{path} is damaged (not a JSON object); rebuild with `qa-bot index build`")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexCorruptError(
-            f"index at {index_dir} has format {manifest.get('format_version')}, this version reads "
-            f"{FORMAT_VERSION}; rebuild with `qa-bot index build`"
-        )
+    check_format(manifest.get("format_version"), FORMAT_VERSION, str(index_dir))
     wrong = [name for name, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(name), kind)]
     if wrong:
         raise IndexCorruptError(
