@@ -80,3 +80,37 @@ class TimedEmbedder:
 
     def encode_query(self, text):
         return self.inner.encode_query(text)
+
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def machine() -> dict:
+    """What a speed figure depends on: CPU model, cores, and the ISA extensions that matter here."""
+    import platform
+
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                model = value.strip()
+    return {"cpu": model, "cpus": os.cpu_count(), "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+            "python": platform.python_version()}
+
+
+def write_result(name: str, data: dict) -> Path:
+    """bench/results/<name>.json (committed): the data, with the date, the command and the machine."""
+    import sys
+    import time
+
+    path = RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(["python", *sys.argv]),
+            "machine": machine()}
+    path.write_text(json.dumps({**data, "meta": meta}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path

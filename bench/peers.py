@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import RESULTS, TimedEmbedder, drcd_questions  # noqa: E402
+from bench.datasets import DRCD, RESULTS, TimedEmbedder, drcd_questions, write_result  # noqa: E402
 from bench.run_perf import QUICK_DRCD_DOCUMENTS, drcd_subset  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.embedding import PASSAGE_PROMPT, QUERY_PROMPT, load_embedder  # noqa: E402
@@ -441,7 +441,7 @@ def main() -> None:
         "command": "python bench/peers.py" + (" --quick" if args.quick else "")
         + (f" --questions {args.questions}" if args.questions is not None else "") + (" --native-peers" if args.native_peers else ""),
         "dataset": "DRCD dev",
-        "documents": "all" if names is None else len(names),
+        "documents": len(list((DRCD / "docs").iterdir())) if names is None else len(names),
         "questions": len(questions),
         "passages": len(texts),
         "k": K,
@@ -457,7 +457,7 @@ def main() -> None:
         "versions": versions,
         "seconds": round(time.perf_counter() - started_run, 1),
     }
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_result(out.stem, report)
     shutil.rmtree(index_dir, ignore_errors=True)
     print(f"{'system':<20} {'R@1':>6} {'R@5':>6} {'MRR10':>6} {'build s':>8} {'p50 ms':>7} {'p95 ms':>7}")
     for name, row in results.items():

@@ -13,12 +13,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.datasets import CPU_FLAGS, RESULTS, ROOT  # noqa: E402
+
 DOCS = ROOT / "docs"
 DASH = "–"
 
@@ -60,6 +63,23 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return lines + [""]
+
+
+def runs_section(data: dict[str, Any]) -> list[str]:
+    """When, how and on which CPU each results file was made (its `meta`, see bench/datasets.write_result)."""
+    rows = []
+    for name, result in data.items():
+        meta = get(result, "meta")
+        if meta:
+            machine = meta.get("machine", {})
+            rows.append([f"{name}.json", meta.get("date", "?"), f"`{meta.get('command', '?')}`",
+                         f"{machine.get('cpu', '?')}, {machine.get('cpus', '?')} cores",
+                         " ".join(machine.get("cpu_flags", [])) or "none of " + " ".join(CPU_FLAGS)])
+    if not rows:
+        return []
+    return ["## Runs behind these figures", "",
+            "Every figure below comes from one of these files (committed in bench/results/).", ""] + table(
+        ["results", "date", "command", "CPU", "CPU flags"], rows)
 
 
 def machine_line(perf: Any, peers: Any) -> str:
@@ -143,7 +163,7 @@ def peers_section(peers: Any, native: bool = False) -> list[str]:
     title = ("### The peers on their own encoder (`bench/peers.py --native-peers`)" if native
              else "## Against other retrieval stacks (`bench/peers.py`)")
     lines = [title, "",
-             f"DRCD dev ({'all 383' if get(peers, 'documents', default='all') == 'all' else get(peers, 'documents')} "
+             f"DRCD dev ({get(peers, 'documents', default='?')} "
              f"documents), {fmt(get(peers, 'questions'))} questions over the same {fmt(get(peers, 'passages'))} passages "
              f"(qa-bot's chunks), the same e5-small model and e5 prompts for every dense side, one run "
              f"({get(peers, 'date', default='?')}, `{get(peers, 'command', default='python bench/peers.py')}`, "
@@ -179,8 +199,7 @@ def peers_section(peers: Any, native: bool = False) -> list[str]:
     elif encoder:
         notes.append(f"- Encoder: qa-bot's `Embedder` (backend {get(peers, 'qa_bot_backend', default='?')}); "
                      f"the peers: {encoder}, each embedding the passages in its own build.")
-    documents = get(peers, "documents", default="all")
-    documents = "the 383" if documents == "all" else f"the {documents}"
+    documents = f"the {get(peers, 'documents', default='?')}"
     lines += notes + [
         f"- Build times leave model loading out; qa-bot's includes reading, cleaning and chunking {documents} "
         "documents and saving the index with fsync, the peers start from the finished chunks. Builds run one after "
@@ -210,6 +229,39 @@ def quality_section(quality: Any) -> list[str]:
     return ["## Quality (`bench/run_quality.py`)", "", "Details: [quality.md](quality.md).", ""] + table(
         ["set", "questions", "R@1", "R@5", "MRR@10", "top-1 holds answer", "answer-hit", "unanswerable refused (off- + near-topic)",
          "retrieve p50 ms", "ask p50 ms"], rows)
+
+
+README = ROOT / "README.md"
+SUMMARY_START, SUMMARY_END = "<!-- bench:summary", "<!-- /bench:summary -->"
+
+
+def readme_summary(data: dict[str, Any]) -> list[str]:
+    """The README's figures: quality per set and where the speed tables are, from the results files only."""
+    quality = data["quality"]
+    rows = []
+    for name, label in (("drcd", "DRCD dev (Traditional)"), ("drcd_simplified", "DRCD dev, questions in Simplified"),
+                        ("seed", "Seed article, own questions")):
+        o = get(quality, name, "overall")
+        if o:
+            rows.append([f"{label}, {fmt(get(quality, name, 'questions'))} questions",
+                         f"{fmt(get(o, 'recall@1'), 3)} / {fmt(get(o, 'recall@5'), 3)} / {fmt(get(o, 'mrr@10'), 3)}",
+                         fmt(get(o, "top1_holds_answer"), 3), fmt(get(o, "answer_hit"), 3),
+                         fmt(get(o, "retrieve_ms_p50_p95", 0)), fmt(get(o, "ask_ms_p50_p95", 0))])
+    if not rows:
+        return ["_No results yet: run `make bench`._"]
+    meta = get(quality, "meta", default={})
+    flags = " ".join(get(meta, "machine", "cpu_flags", default=[])) or "?"
+    return [f"From bench/results/quality.json ({get(meta, 'date', default='?')}, CPU flags: {flags}):", ""] + table(
+        ["set", "R@1 / R@5 / MRR@10", "top passage holds the answer", "answer-hit", "retrieve p50 ms", "ask p50 ms"],
+        rows) + ["Speed, scale, peers and stores: [docs/benchmarks.md](docs/benchmarks.md), every figure with its CPU."]
+
+
+def write_readme_summary(lines: list[str], readme: Path = README) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(SUMMARY_START)
+    start = text.index("\n", start) + 1
+    end = text.index(SUMMARY_END)
+    readme.write_text(text[:start] + "\n".join(lines).rstrip() + "\n" + text[end:], encoding="utf-8")
 
 
 def embed_rows(embed: Any) -> list[dict]:
@@ -341,7 +393,7 @@ def main() -> None:
         "",
         f"Machine: {machine_line(perf, peers)}.",
         "",
-        "**Noise.** This is a shared 2-core machine and other jobs may run during a benchmark, so absolute "
+        f"**Noise.** This is a shared {os.cpu_count()}-core machine and other jobs may run during a benchmark, so absolute "
         "times move by tens of percent between runs. Compare figures from the same run (the peers table, "
         "single vs concurrent clients), and prefer the ratios.",
         "",
@@ -361,6 +413,7 @@ def main() -> None:
         "```",
         "",
     ]
+    lines += runs_section({**data, "peers-native": load("peers-native.json", args.results)})
     lines += peers_section(peers)
     lines += peers_section(load("peers-native.json", args.results), native=True)
     lines += perf_section(perf)
@@ -374,6 +427,7 @@ def main() -> None:
         lines += ["![retrieve() latency, seed vs DRCD](benchmarks-latency.png)", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_readme_summary(readme_summary(data))
     print(f"wrote {args.out}" + (f" and {args.plot}" if plotted else " (no data to plot)"))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS  # noqa: E402
+from bench.datasets import DRCD, RESULTS, write_result  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.bot import document_files  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     for label in ("re-add unchanged corpus", "rebuild unchanged corpus"):
         results[label]["share_of_first_build"] = round(results[label]["seconds"] / first, 4)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lifecycle.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    write_result("lifecycle", results)
     print(json.dumps(results, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 

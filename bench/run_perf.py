@@ -325,7 +325,7 @@ def main() -> None:
         child_main(args.child)
         return
 
-    from bench.datasets import RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl
+    from bench.datasets import RESULTS, SEED_QUESTIONS, SEEDS, drcd_questions, read_jsonl, write_result
 
     run_started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -374,7 +374,7 @@ def main() -> None:
     print(f"cold start: {json.dumps(result['cold_start'])}", flush=True)
     result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["seconds"] = round(time.perf_counter() - run_started, 1)
-    (RESULTS / "perf.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_result("perf", result)
     print(f"wrote {RESULTS / 'perf.json'} in {result['seconds']} s")
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS, drcd_questions  # noqa: E402
+from bench.datasets import DRCD, RESULTS, drcd_questions, write_result  # noqa: E402
 from qa_bot.records import ChunkRecord, DocumentInfo  # noqa: E402
 from qa_bot.stores.faiss import FaissStore, dense_index  # noqa: E402
 from qa_bot.textnorm import tokenize  # noqa: E402
@@ -241,7 +241,7 @@ def main() -> None:
         rows.append(row)
         shutil.rmtree(folder)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps({"rows": rows}, indent=1), encoding="utf-8")
+    write_result("scale", {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ turn, recording recall@1/@5, MRR@10 and retrieve() latency. Writes bench/results
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import DRCD, RESULTS, drcd_questions, hit_rank  # noqa: E402
+from bench.datasets import DRCD, RESULTS, drcd_questions, hit_rank, write_result  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.stores import StoreConfig  # noqa: E402
 
@@ -72,7 +71,7 @@ def main() -> None:
         print(name, rows[name], flush=True)
     milvus_bot.close()
     result = {"questions": len(questions), "stores": rows}
-    (RESULTS / "stores.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    write_result("stores", result)
 
 
 if __name__ == "__main__":

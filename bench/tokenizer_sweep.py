@@ -18,7 +18,7 @@ import bm25s  # noqa: E402
 import jieba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.datasets import DRCD, RESULTS, drcd_questions, recall_summary  # noqa: E402
+from bench.datasets import DRCD, RESULTS, drcd_questions, recall_summary, write_result  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.textnorm import to_simplified, tokenize  # noqa: E402
 
@@ -53,6 +53,7 @@ def main() -> None:
     chunks = bot.store.chunks
     questions = drcd_questions(args.sample)
     print("| tokens | R@1 / R@5 / MRR@10 |\n|---|---|")
+    rows = {}
     for name, scheme in SCHEMES.items():
         model = bm25s.BM25()
         model.index([scheme(chunk.index_text()) for chunk in chunks], show_progress=False)
@@ -61,7 +62,9 @@ def main() -> None:
             tokens = [t for t in scheme(item["question"]) if t in model.vocab_dict]
             order = np.argsort(-model.get_scores(tokens))[:10] if tokens else []
             ranked.append([chunks[i] for i in order])
-        print(f"| {name} | {recall_summary(ranked, questions)} |", flush=True)
+        rows[name] = recall_summary(ranked, questions)
+        print(f"| {name} | {rows[name]} |", flush=True)
+    write_result("tokenizer_sweep", {"sample": args.sample, "bm25_alone": rows})
 
 if __name__ == "__main__":
     main()
