@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT, SEEDS
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
