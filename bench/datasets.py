@@ -14,7 +14,9 @@ RESULTS = ROOT / "bench" / "results"
 SEEDS = ROOT / "seeds"
 SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.jsonl"
 OFFTOPIC_QUESTIONS = ROOT / "tests" / "data" / "offtopic_questions.jsonl"
-DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
+SHARED = ROOT.parent / "shared" / "benchmarks"
+DRCD = Path(os.environ.get("QA_BOT_DRCD", SHARED / "drcd-dev"))
+HARDNEG = ROOT / "bench" / "data" / "drcd-hardneg"  # made by bench/make_hardneg.py
 
 
 def read_jsonl(path: Path) -> list[dict]:

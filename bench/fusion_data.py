@@ -1,0 +1,91 @@
+"""The retrieval check sets and their candidate lists (dense top-N and BM25 top-N per question).
+
+Sets: DRCD dev, DRCD dev near-miss (answerable questions), CMRC 2018 trial, the seed-article
+questions, and the dense-favouring DRCD hard-negative set (bench/make_hardneg.py). Each is indexed
+by QABot under bench/results/<name>-index. `candidates()` scores every question once per side, so
+fusion variants can be compared (and trained) offline on identical inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.datasets import DRCD, HARDNEG, RESULTS, SEED_QUESTIONS, SEEDS, SHARED, read_jsonl
+from qa_bot import QABot
+from qa_bot.retriever import CANDIDATES, Retriever, check_question
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class CheckSet:
+    name: str
+    docs: Path
+    questions: Path
+    gold: str  # "paragraph": a chunk overlapping the gold paragraph; "answer": a chunk holding an answer
+
+    def load_questions(self) -> list[dict]:
+        """Answerable questions with text (CMRC trial has two empty ones)."""
+        return [q for q in read_jsonl(self.questions) if q.get("answerable", True) and q["answers"] and q["question"].strip()]
+
+
+def hardneg_docs() -> Path:
+    """DRCD dev documents plus the near-duplicates, linked into one folder."""
+    folder = RESULTS / "hardneg-docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in [*sorted((DRCD / "docs").glob("*.txt")), *sorted((HARDNEG / "negatives").glob("*.txt"))]:
+        link = folder / path.name
+        if not link.exists():
+            link.symlink_to(path.resolve())
+    return folder
+
+
+SETS = {
+    "drcd": CheckSet("drcd", DRCD / "docs", DRCD / "questions.jsonl", "paragraph"),
+    "drcd-nearmiss": CheckSet("drcd-nearmiss", SHARED / "drcd-dev-nearmiss" / "docs",
+                              SHARED / "drcd-dev-nearmiss" / "questions.jsonl", "paragraph"),
+    "cmrc-trial": CheckSet("cmrc-trial", SHARED / "cmrc2018-trial" / "docs",
+                           SHARED / "cmrc2018-trial" / "questions.jsonl", "paragraph"),
+    "seed": CheckSet("seed", SEEDS, SEED_QUESTIONS, "answer"),
+    "drcd-hardneg": CheckSet("drcd-hardneg", RESULTS / "hardneg-docs", HARDNEG / "questions.jsonl", "paragraph"),
+}
+
+
+def open_bot(check: CheckSet) -> QABot:
+    docs = hardneg_docs() if check.name == "drcd-hardneg" else check.docs
+    bot = QABot(index_dir=RESULTS / f"{check.name}-index", docs_dir=docs)
+    bot.update()
+    return bot
+
+
+def is_gold(check: CheckSet, chunk, item: dict) -> bool:
+    """Does this chunk answer the question under the set's rule?"""
+    if check.gold == "answer":
+        text = _SPACE.sub("", chunk.text)
+        return any(_SPACE.sub("", answer) in text for answer in item["answers"])
+    return chunk.source == item["source"] and chunk.start < item["end"] and item["start"] < chunk.end
+
+
+@dataclass
+class Scored:
+    item: dict
+    dense: dict[int, float]
+    lexical: dict[int, float]
+    gold: set[int]  # candidate ids that count as hits
+
+
+def candidates(check: CheckSet, bot: QABot, questions: list[dict]) -> list[Scored]:
+    """Both sides' top-N for every question, with the hits among the candidates marked."""
+    retriever = Retriever(bot.index, bot.embedder)
+    chunks = bot.index.chunks
+    n = min(CANDIDATES, len(chunks))
+    out = []
+    for item in questions:
+        query = check_question(item["question"])
+        dense = retriever.dense_scores(bot.embedder.encode_query(query), n)
+        lexical = retriever.lexical_scores(query, n)
+        gold = {i for i in set(dense) | set(lexical) if is_gold(check, chunks[i], item)}
+        out.append(Scored(item, dense, lexical, gold))
+    return out
