@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench bench-quick bench-sweeps browser clean
+.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
 # Every benchmark, then docs/benchmarks.md and its plot (under 15 minutes here); bench-quick: a few minutes.
-BENCHES := embed_speed run_quality run_lifecycle run_perf peers stores scale
+BENCHES := embed_speed run_fusion run_quality run_lifecycle run_perf peers stores scale
 
 bench: $(VENV)/.bench-installed
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
@@ -45,6 +45,14 @@ bench: $(VENV)/.bench-installed
 bench-quick: $(VENV)/.bench-installed
 	for b in $(BENCHES); do [ $$b = run_lifecycle ] || $(BIN)/python bench/$$b.py --quick || exit 1; done
 	$(BIN)/python bench/report.py
+
+# The dense-favouring check set (bench/data/drcd-hardneg) and the learned fusion weight (qa_bot/fusion_model.json),
+# both deterministic; scikit-learn comes with sentence-transformers.
+hardneg: $(VENV)/.installed
+	$(BIN)/python bench/make_hardneg.py
+
+fusion-model: $(VENV)/.installed
+	$(BIN)/python bench/train_fusion.py
 
 # Design sweeps behind docs/architecture.md (fusion methods, BM25 tokenisations).
 bench-sweeps: $(VENV)/.bench-installed

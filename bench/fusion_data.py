@@ -61,7 +61,7 @@ def open_bot(check: CheckSet) -> QABot:
 
 
 def is_gold(check: CheckSet, chunk, item: dict) -> bool:
-    """Does this chunk answer the question under the set's rule?"""
+    """Does this chunk (or Passage) answer the question under the set's rule?"""
     if check.gold == "answer":
         text = _SPACE.sub("", chunk.text)
         return any(_SPACE.sub("", answer) in text for answer in item["answers"])
@@ -78,8 +78,8 @@ class Scored:
 
 def candidates(check: CheckSet, bot: QABot, questions: list[dict]) -> list[Scored]:
     """Both sides' top-N for every question, with the hits among the candidates marked."""
-    retriever = Retriever(bot.index, bot.embedder)
-    chunks = bot.index.chunks
+    retriever = Retriever(bot.store, bot.embedder)
+    chunks = bot.store.chunks
     n = min(CANDIDATES, len(chunks))
     out = []
     for item in questions:

@@ -35,6 +35,7 @@ VARIANTS = {
     "rrf60": None,
     **{f"minmax a={a}": FusionSettings(a, "minmax") for a in (0.2, 0.3, 0.5)},
     **{f"zscore a={a}": FusionSettings(a, "zscore") for a in (0.3, 0.4, 0.5, 0.6)},
+    "adaptive (default)": FusionSettings(),
 }
 
 

@@ -9,6 +9,7 @@ question set and writes bench/results/quality.json and docs/quality.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from bench.datasets import (  # noqa: E402
     write_jsonl,
     write_result,
 )
+from bench.run_fusion import section as fusion_section  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.evaluate import evaluate, format_table  # noqa: E402
 
@@ -58,6 +60,8 @@ def main() -> None:
     for name in ("seed", "drcd", "drcd_simplified"):
         lines += [f"## {name}", "", format_table(results[name]), ""]
     lines += [f"DRCD index: {results['drcd_build']}", ""]
+    if (RESULTS / "fusion.json").exists():  # written by bench/run_fusion.py (run before this in `make bench`)
+        lines += [fusion_section(json.loads((RESULTS / "fusion.json").read_text(encoding="utf-8"))), ""]
     (ROOT / "docs" / "quality.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
