@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg browser clean
+.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg calibration browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
 # Every benchmark, then docs/benchmarks.md and its plot (under 15 minutes here); bench-quick: a few minutes.
-BENCHES := embed_speed run_fusion run_quality run_lifecycle run_perf peers stores scale
+BENCHES := embed_speed precision_quality run_fusion run_quality run_lifecycle run_perf peers stores scale
 
 bench: $(VENV)/.bench-installed
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
@@ -53,6 +53,10 @@ hardneg: $(VENV)/.installed
 
 fusion-model: $(VENV)/.installed
 	$(BIN)/python bench/train_fusion.py
+
+# The int8 model's calibration texts (qa_bot/embedding/calibration.jsonl) from ../shared's CMRC 2018 trial.
+calibration: $(VENV)/.installed
+	$(BIN)/python bench/make_calibration.py
 
 # Design sweeps behind docs/architecture.md (fusion methods, BM25 tokenisations).
 bench-sweeps: $(VENV)/.bench-installed

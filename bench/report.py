@@ -280,12 +280,46 @@ def embed_section(embed: Any) -> list[str]:
         return []
     out = []
     for r in rows:
-        out.append([r.get("variant") or r.get("name", DASH), fmt(r.get("passages_per_s")),
-                    fmt(r.get("ratio_to_fp32", r.get("ratio")), 2, "×"),
+        flags = " ".join(r.get("cpu_flags") or []) or "?"
+        out.append([f"{r.get('cpu_class', 'native')} ({flags})", r.get("variant") or r.get("name", DASH),
+                    fmt(r.get("passages_per_s")), fmt(r.get("ratio_to_fp32", r.get("ratio")), 2, "×"),
                     fmt(r.get("cosine_min", r.get("cos_min")), 6), fmt(r.get("query_p50_ms")),
                     fmt(r.get("query_p95_ms"))])
-    return ["## Embedding speed (`bench/embed_speed.py`)", ""] + table(
-        ["variant", "passages/s", "vs fp32 (same repeat)", "cosine min to fp32", "query p50 ms", "query p95 ms"], out)
+    meta = get(embed, "meta", default={})
+    return ["## Embedding speed (`bench/embed_speed.py`)", "",
+            f"{get(meta, 'date', default='?')}, `{get(meta, 'command', default='python bench/embed_speed.py')}`. "
+            "Each CPU class has its own float32 baseline, run in the same repeats; `avx512` and `avx2` are this "
+            "CPU with the math libraries capped to those instruction sets (ONEDNN_MAX_CPU_ISA, "
+            "MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY: see the script), and the flags column lists the flags "
+            "in effect. The default precision per class: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, "
+            "else f32 (qa_bot/embedding/precision.py).", ""] + table(
+        ["CPU class (flags)", "variant", "passages/s", "vs fp32 (same class and repeat)", "cosine min to fp32",
+         "query p50 ms", "query p95 ms"], out)
+
+
+def precision_section(result: Any) -> list[str]:
+    rows = get(result, "results", default=[])
+    if not rows:
+        return []
+    meta = get(result, "meta", default={})
+    flags = " ".join(get(meta, "machine", "cpu_flags", default=[])) or "?"
+    out = [[r["precision"], f"{fmt(get(r, 'cosine_to_torch_fp32', 'passages_min'), 5)} / "
+            f"{fmt(get(r, 'cosine_to_torch_fp32', 'queries_min'), 5)}", fmt(get(r, "cosine_to_torch_fp32", "mean"), 5),
+            fmt(get(r, "drcd", "recall@1"), 4), fmt(get(r, "drcd", "recall@5"), 4), fmt(get(r, "drcd", "answer_hit"), 4),
+            fmt(get(r, "seed", "top1_holds_answer"), 4), fmt(get(r, "seed", "answer_hit"), 4),
+            fmt(get(r, "seed", "no_answer_rate"), 4)] for r in rows]
+    cross = [[c["index"], c["queries"], fmt(c["recall@1"], 4), fmt(c["recall@5"], 4)]
+             for c in get(result, "cross", default=[])]
+    settings = get(result, "settings", default={})
+    return ["## Precision and quality (`bench/precision_quality.py`)", "",
+            f"{get(meta, 'date', default='?')}, CPU flags: {flags}. Cosine to sentence-transformers float32 over "
+            f"{fmt(get(settings, 'cosine_texts', 'passages'))} DRCD passages / "
+            f"{fmt(get(settings, 'cosine_texts', 'queries'))} questions; DRCD dev index built in each precision, "
+            f"{fmt(get(settings, 'drcd_questions'))} questions through `qa_bot.evaluate`; seed article questions.", ""
+            ] + table(["precision", "cosine min (passages / queries)", "cosine mean", "DRCD R@1", "DRCD R@5",
+                       "DRCD answer-hit", "seed top-1 holds answer", "seed answer-hit", "seed refused"], out) + [
+            "An index built in one precision, queried in another (the same weights: the index records the model, "
+            "and every precision of it may query it):", ""] + table(["index built in", "queries in", "R@1", "R@5"], cross)
 
 
 def scale_section(scale: Any) -> list[str]:
@@ -382,7 +416,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=DOCS / "benchmarks-latency.png")
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
-            for name in ("perf", "peers", "quality", "embed_speed", "scale", "lifecycle", "stores")}
+            for name in ("perf", "peers", "quality", "embed_speed", "precision_quality", "scale", "lifecycle", "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -402,7 +436,8 @@ def main() -> None:
         "",
         "```bash",
         "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1",
-        "python bench/embed_speed.py     # embedding backends -> embed_speed.json",
+        "python bench/embed_speed.py     # embedding backends per CPU class -> embed_speed.json",
+        "python bench/precision_quality.py  # bf16 / int8 / f32: cosine, DRCD recall -> precision_quality.json",
         "python bench/run_quality.py     # recall and answers -> quality.json, docs/quality.md",
         "python bench/run_lifecycle.py   # incremental updates -> lifecycle.json",
         "python bench/run_perf.py        # build, query latency, concurrency, cold start -> perf.json",
@@ -419,6 +454,7 @@ def main() -> None:
     lines += perf_section(perf)
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
+    lines += precision_section(data["precision_quality"])
     lines += scale_section(data["scale"])
     lines += stores_section(data["stores"])
     lines += lifecycle_section(data["lifecycle"])

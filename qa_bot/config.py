@@ -6,6 +6,7 @@
 | QA_BOT_INDEX | embeddings | index folder (with Milvus: only the write lock) |
 | QA_BOT_MODEL | bundled e5-small | sentence-transformers model name or folder |
 | QA_BOT_BACKEND | auto | embedding runtime: auto, openvino or torch |
+| QA_BOT_PRECISION | by CPU | OpenVINO inference: bf16, int8 or f32 (default: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, else f32) |
 | QA_BOT_BF16 | by CPU | 1/0: force bf16 inference on or off |
 | QA_BOT_CACHE | ~/.cache/qa-bot | converted and exported models |
 | QA_BOT_STORE | faiss | faiss or milvus |
@@ -54,6 +55,7 @@ class Settings:
     index_dir: Path = field(default_factory=lambda: Path(_env("INDEX", "embeddings")))
     model: str | None = field(default_factory=lambda: _optional("MODEL"))
     backend: str = field(default_factory=lambda: (_optional("BACKEND") or "auto").lower())
+    precision: str | None = field(default_factory=lambda: (_optional("PRECISION") or "").lower() or None)
     bf16: bool | None = field(default_factory=lambda: _flag("BF16"))
     cache_dir: Path = field(default_factory=_cache_dir)
     store: str = field(default_factory=lambda: _optional("STORE") or "faiss")

