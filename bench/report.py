@@ -303,8 +303,8 @@ def precision_section(result: Any) -> list[str]:
         return []
     meta = get(result, "meta", default={})
     flags = " ".join(get(meta, "machine", "cpu_flags", default=[])) or "?"
-    out = [[r["precision"], f"{fmt(get(r, 'cosine_to_torch_fp32', 'passages_min'), 5)} / "
-            f"{fmt(get(r, 'cosine_to_torch_fp32', 'queries_min'), 5)}", fmt(get(r, "cosine_to_torch_fp32", "mean"), 5),
+    out = [[r["precision"], f"{fmt(get(r, 'cosine_to_f32', 'passages_min'), 5)} / "
+            f"{fmt(get(r, 'cosine_to_f32', 'queries_min'), 5)}", fmt(get(r, "cosine_to_f32", "mean"), 5),
             fmt(get(r, "drcd", "recall@1"), 4), fmt(get(r, "drcd", "recall@5"), 4), fmt(get(r, "drcd", "answer_hit"), 4),
             fmt(get(r, "seed", "top1_holds_answer"), 4), fmt(get(r, "seed", "answer_hit"), 4),
             fmt(get(r, "seed", "no_answer_rate"), 4)] for r in rows]
@@ -312,9 +312,11 @@ def precision_section(result: Any) -> list[str]:
              for c in get(result, "cross", default=[])]
     settings = get(result, "settings", default={})
     return ["## Precision and quality (`bench/precision_quality.py`)", "",
-            f"{get(meta, 'date', default='?')}, CPU flags: {flags}. Cosine to sentence-transformers float32 over "
+            f"{get(meta, 'date', default='?')}, CPU flags: {flags}. Cosine to float32 (OpenVINO f32, within 0.99999 of sentence-transformers "
+            f"float32) over "
             f"{fmt(get(settings, 'cosine_texts', 'passages'))} DRCD passages / "
-            f"{fmt(get(settings, 'cosine_texts', 'queries'))} questions; DRCD dev index built in each precision, "
+            f"{fmt(get(settings, 'cosine_texts', 'queries'))} questions; DRCD dev index ({get(settings, 'drcd_documents', default='all')} "
+            "documents) built in each precision, "
             f"{fmt(get(settings, 'drcd_questions'))} questions through `qa_bot.evaluate`; seed article questions.", ""
             ] + table(["precision", "cosine min (passages / queries)", "cosine mean", "DRCD R@1", "DRCD R@5",
                        "DRCD answer-hit", "seed top-1 holds answer", "seed answer-hit", "seed refused"], out) + [

