@@ -292,9 +292,27 @@ def embed_section(embed: Any) -> list[str]:
             "CPU with the math libraries capped to those instruction sets (ONEDNN_MAX_CPU_ISA, "
             "MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY: see the script), and the flags column lists the flags "
             "in effect. The default precision per class: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, "
-            "else f32 (qa_bot/embedding/precision.py).", ""] + table(
+            "else f32 (qa_bot/embedding/precision.py). 1-minute load average "
+            f"{fmt(get(embed, 'machine', 'loadavg_before', 0), 2)} at the start, "
+            f"{fmt(get(embed, 'machine', 'loadavg_after', 0), 2)} at the end (other jobs share the 2 cores): "
+            "compare within a class and repeat.", ""] + table(
         ["CPU class (flags)", "variant", "passages/s", "vs fp32 (same class and repeat)", "cosine min to fp32",
          "query p50 ms", "query p95 ms"], out)
+
+
+def kernels_section(result: Any) -> list[str]:
+    rows = get(result, "results", default=[])
+    if not rows:
+        return []
+    out = [[r["cpu_class"], r["precision"],
+            "; ".join(f"{k} {fmt(v)} ms" for k, v in (r.get("matrix_kernels_ms") or {}).items()) or
+            "fails: " + [line for line in (r.get("error") or "?").splitlines() if line.strip()][-1][:90],
+            fmt(r.get("all_nodes_ms"))] for r in rows]
+    return ["### Kernels per CPU class (`bench/ov_kernels.py`)", "",
+            f"{get(result, 'meta', 'date', default='?')}: OpenVINO's matrix-product kernels for one batch of 8 x 128 "
+            "tokens (after a warm-up run), summed node times. The cap changes the kernels (avx512 -> avx2, "
+            "bf16 -> a generic GEMM), so the emulation is real; OpenVINO's own capability report still says BF16.",
+            ""] + table(["CPU class", "precision", "matrix kernels (node time)", "all nodes ms"], out)
 
 
 def precision_section(result: Any) -> list[str]:
@@ -418,7 +436,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=DOCS / "benchmarks-latency.png")
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
-            for name in ("perf", "peers", "quality", "embed_speed", "precision_quality", "scale", "lifecycle", "stores")}
+            for name in ("perf", "peers", "quality", "embed_speed", "ov_kernels", "precision_quality", "scale", "lifecycle",
+                         "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -439,6 +458,7 @@ def main() -> None:
         "```bash",
         "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1",
         "python bench/embed_speed.py     # embedding backends per CPU class -> embed_speed.json",
+        "python bench/ov_kernels.py      # OpenVINO kernels per CPU class -> ov_kernels.json",
         "python bench/precision_quality.py  # bf16 / int8 / f32: cosine, DRCD recall -> precision_quality.json",
         "python bench/run_quality.py     # recall and answers -> quality.json, docs/quality.md",
         "python bench/run_lifecycle.py   # incremental updates -> lifecycle.json",
@@ -456,6 +476,7 @@ def main() -> None:
     lines += perf_section(perf)
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
+    lines += kernels_section(data["ov_kernels"])
     lines += precision_section(data["precision_quality"])
     lines += scale_section(data["scale"])
     lines += stores_section(data["stores"])

@@ -1,13 +1,17 @@
 """Which inference precision the OpenVINO runtime uses on this CPU: bf16, int8 or f32.
 
 Measured on one AVX-512 BF16 machine, with OpenVINO's oneDNN kernels capped by
-``ONEDNN_MAX_CPU_ISA`` to emulate older CPUs (bench/embed_speed.py, docs/benchmarks.md):
+``ONEDNN_MAX_CPU_ISA`` to emulate older CPUs (bench/embed_speed.py, bench/ov_kernels.py,
+docs/benchmarks.md):
 
-- native bf16 (``avx512_bf16`` or AMX): bf16 is fastest (the int8 model is no faster there);
+- native bf16 (``avx512_bf16`` or AMX): bf16, at cosine 0.99999 to float32 and with nothing to
+  build at first use. The int8 model is faster still there (about 1.5x bf16), but further from
+  float32 (cosine 0.998) and costs minutes of quantization first: ``QA_BOT_PRECISION=int8``.
 - AVX-512 without bf16 (Skylake to Ice Lake Xeons, the common cloud machines): the calibrated
-  int8 model is 1.6x (no VNNI) to 2.9x (VNNI) float32;
-- AVX2 only: OpenVINO's int8 kernels without VNNI are slower than its float32 ones, so f32.
-  AVX-VNNI (``avx_vnni``, recent laptops) gets the VNNI int8 kernels, hence int8: not measured here.
+  int8 model, 2.5-2.9x OpenVINO f32 there. AVX-VNNI (``avx_vnni``, recent laptops) gets the
+  same VNNI int8 kernels at half width, hence int8 too: not measured here.
+- AVX2 only: f32. Without VNNI, OpenVINO's int8 matrix products fall back to a generic GEMM
+  (``jit_gemm_i8``) that is slower than its f32 kernel (``brgemm_avx2_f32``).
 
 ``QA_BOT_PRECISION`` (bf16, int8, f32) overrides the choice; the older ``QA_BOT_BF16=1/0`` still
 forces bf16 on or off.
