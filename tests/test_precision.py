@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,20 @@ def test_int8_model_is_cached_with_its_recipe(monkeypatch: pytest.MonkeyPatch) -
     assert marker["quant_version"] == int8.QUANT_VERSION and marker["calibration_texts"] == 192
     monkeypatch.setattr(int8, "quantize_model", lambda *a: pytest.fail("quantized again"))
     assert int8.quantize_openvino(folder, xml) == quantized
+
+
+def test_nncf_import_sends_no_telemetry(tmp_path: Path) -> None:
+    """NNCF reports usage to Google Analytics unless opted out; outside pytest (which it exempts), ours is a stub."""
+    pytest.importorskip("nncf")
+    code = (
+        "import sys\n"
+        "from qa_bot.embedding import int8\n"
+        "int8.import_nncf()\n"
+        "from nncf.telemetry import wrapper\n"
+        "assert isinstance(wrapper.telemetry, wrapper.NNCFTelemetryStub), type(wrapper.telemetry)\n"
+        "assert sys.modules.get('openvino_telemetry') is None, 'telemetry imported'\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("NNCF_CI", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -32,7 +32,8 @@ MARKER = "qa_bot_int8.json"  # written last into a quantized folder
 def import_nncf() -> Any:
     """``import nncf`` without its usage telemetry (as :func:`.openvino.import_openvino`).
 
-    NNCF binds a no-op stub when the ``openvino_telemetry`` package cannot be imported.
+    NNCF binds a no-op stub when the ``openvino_telemetry`` package cannot be imported; so does
+    OpenVINO when nncf's import is the first to load it.
     """
     if "nncf" in sys.modules:
         import nncf
@@ -64,10 +65,8 @@ def quantize_model(xml: Path, tokenizer_json: Path, out_dir: Path) -> None:
     """
     from tokenizers import Tokenizer
 
-    from .openvino import import_openvino
-
-    ov = import_openvino()
     nncf = import_nncf()
+    import openvino as ov
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
     tokenizer.no_padding()
     tokenizer.enable_truncation(MAX_SEQ_LENGTH)
