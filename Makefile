@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
 # Every benchmark, then docs/benchmarks.md and its plot (under 15 minutes here); bench-quick: a few minutes.
-BENCHES := embed_speed precision_quality run_fusion run_quality run_lifecycle run_perf peers stores scale
+BENCHES := embed_speed ov_kernels precision_quality run_fusion run_quality run_lifecycle run_perf peers stores scale
 
 bench: $(VENV)/.bench-installed
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
