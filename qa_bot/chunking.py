@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .layout import Mapped, Unit, clean
+from .layout import MAX_CONTEXT_CHARS, Mapped, Unit, clean
 
 _SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…+|\.(?=\s))[」』”’\"）)】]*\s*")
 _CLAUSE_END = re.compile(r"[，、,：:]\s*|\s+")
@@ -23,6 +23,14 @@ class ChunkSettings:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+    def max_matching_chars(self) -> int:
+        """Bound on a passage's matching text (context, a newline, then the text).
+
+        Sentences fill at most hard_max_chars; a line break goes between two paragraphs of a
+        chunk only while it holds fewer than min_chars, so there are at most min_chars of them.
+        """
+        return MAX_CONTEXT_CHARS + 1 + self.hard_max_chars + self.min_chars
 
 
 @dataclass

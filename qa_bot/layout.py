@@ -20,6 +20,10 @@ _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
 _WHITESPACE = " \t\r\f\v\u3000\u00a0\ufeff"
 _CJK_OR_FULLWIDTH = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002ebef]")
 MAX_HEADING_CHARS = 40
+# A passage's context is the run of consecutive headings above it, cut to this many characters so
+# that a list of 6,000 short lines (each one looks like a heading) cannot grow it without bound.
+# The longest context in seeds/, DRCD dev, its near-miss set and CMRC 2018 trial is 69 characters.
+MAX_CONTEXT_CHARS = 120
 MAX_CAPTION_CHARS = 200
 
 
@@ -148,12 +152,25 @@ def _is_caption(block: _Block, paragraph_open: bool) -> bool:
     return paragraph_open and block.gap_before >= 2 and block.gap_after >= 2
 
 
+def _context(run: list[str]) -> str:
+    """The nearest headings of a run, joined by spaces, at most MAX_CONTEXT_CHARS (older ones go first)."""
+    kept: list[str] = []
+    size = -1
+    for text in reversed(run):
+        if size + 1 + len(text) > MAX_CONTEXT_CHARS:
+            break
+        kept.append(text)
+        size += 1 + len(text)
+    return " ".join(reversed(kept)) if kept else run[-1][:MAX_CONTEXT_CHARS]
+
+
 def clean(original: str) -> list[Unit]:
     """Split text into headings, paragraphs and captions with broken lines re-joined."""
     units: list[Unit] = []
     paragraph: Mapped | None = None
     captions: list[Mapped] = []
     heading = ""
+    run: list[str] = []  # the consecutive headings above the current block
     last_was_heading = False
 
     def flush() -> None:
@@ -178,7 +195,10 @@ def clean(original: str) -> list[Unit]:
         flush()
         if _is_heading(block):
             text = _MARKDOWN_HEADING.sub("", body.text)
-            heading = f"{heading} {text}" if last_was_heading else text
+            if not last_was_heading:
+                run = []
+            run.append(text)
+            heading = _context(run)
             units.append(Unit("heading", body, heading))
             last_was_heading = True
             continue

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa_bot.chunking import ChunkSettings, chunk_text, split_sentences
-from qa_bot.layout import Mapped, clean
+from qa_bot.layout import MAX_CONTEXT_CHARS, Mapped, clean
 
 SEED = SEED_FILE.read_text(encoding="utf-8")
 
@@ -114,3 +114,46 @@ def test_chunking_a_huge_document_has_bounded_memory():
     chars, chunks, growth_mb = map(int, out.stdout.split())
     assert chars > 6_000_000 and chunks > 30_000
     assert growth_mb < 200, f"peak RSS grew {growth_mb} MB"
+
+
+# Document shapes that stress layout repair: list items and short lines (each looks like a heading),
+# long lines, Markdown headings, table rows, photo credits and text in several scripts.
+_LINES = st.one_of(
+    st.integers(0, 9999).map(lambda i: f"第{i}項 名稱{i}"),
+    st.integers(0, 99).map(lambda i: f"{'#' * (i % 6 + 1)} 標題{i}"),
+    st.integers(1, 6).map(lambda n: " | ".join(f"欄{j}" for j in range(n))),
+    st.integers(1, 40).map(lambda n: "這是一個很長的句子片段，" * n + "。"),
+    st.sampled_from(["- item", "1. First point", "新華社", "資料圖片", "政協委員會議。", "😀🎉", "한국어 문장",
+                     "English text without an end", "مرحبا بالعالم", "Ünïcödé straße.", "x", "「引文」"]),
+)
+_SEPARATORS = st.sampled_from(["\n", "\n\n", "\n\n\n", " \n \n"])
+_SHAPES = st.lists(st.tuples(_LINES, _SEPARATORS), min_size=1, max_size=60).map(lambda xs: "".join(a + b for a, b in xs))
+
+
+def _matching_chars(text: str) -> int:
+    return sum(len(chunk.context) + 1 + len(chunk.text) for chunk in chunk_text(text))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_SHAPES, st.sampled_from([2, 8, 40]))
+def test_property_index_size_is_linear_in_document_size(shape, copies):
+    """A document made of `copies` copies of a shape chunks to about `copies` times as much text.
+
+    Each copy may differ at its seams (a run of headings or an open paragraph continuing into the
+    next copy): at most two passages' worth. Heading context that grew with the document (the
+    quadratic blow-up of list-like documents) fails this at 40 copies.
+    """
+    bound = ChunkSettings().max_matching_chars()
+    one = _matching_chars(shape)
+    many = chunk_text(shape * copies)
+    assert all(len(chunk.context) + 1 + len(chunk.text) <= bound for chunk in many)
+    assert sum(len(chunk.context) + 1 + len(chunk.text) for chunk in many) <= copies * (one + 2 * bound)
+
+
+def test_a_long_list_keeps_every_passage_under_the_bound():
+    """6,000 list items, each of which looks like a heading: context stays bounded, index stays linear."""
+    text = "\n\n".join(f"第{i}項 名稱{i}" for i in range(6000))
+    chunks = chunk_text(text)
+    assert max(len(chunk.context) for chunk in chunks) <= MAX_CONTEXT_CHARS
+    assert _matching_chars(text) < 3 * len(text)
+    assert "第5999項 名稱5999" in chunks[-1].context  # the nearest headings are the ones kept
