@@ -27,10 +27,10 @@ class ChunkSettings:
     def max_matching_chars(self) -> int:
         """Bound on a passage's matching text (context, a newline, then the text).
 
-        Sentences fill at most hard_max_chars; a line break goes between two paragraphs of a
-        chunk only while it holds fewer than min_chars, so there are at most min_chars of them.
+        Sentences fill at most hard_max_chars, and a line break may follow each of them (the
+        lines of a list: a chunk of one-character lines is about half line breaks).
         """
-        return MAX_CONTEXT_CHARS + 1 + self.hard_max_chars + self.min_chars
+        return MAX_CONTEXT_CHARS + 1 + 2 * self.hard_max_chars
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Chunk:
 class _Piece:
     body: Mapped
     paragraph: int  # index of the unit the piece comes from
+    heading: bool = False  # from a heading unit (a line of a list looks like one)
 
 
 def split_sentences(body: Mapped) -> list[Mapped]:
@@ -100,13 +101,13 @@ def _groups(units: list[Unit]) -> list[tuple[str, str, list[_Piece]]]:
             groups[-1][1] = unit.kind
         groups[-1][0] = unit.heading
         previous_kind = unit.kind
-        groups[-1][2].append(_Piece(unit.body, index))
+        groups[-1][2].append(_Piece(unit.body, index, unit.kind == "heading"))
     return [(context, kind or "paragraph", pieces) for context, kind, pieces in groups]
 
 
 def _sentences(pieces: list[_Piece], settings: ChunkSettings) -> list[_Piece]:
     return [
-        _Piece(part, piece.paragraph)
+        _Piece(part, piece.paragraph, piece.heading)
         for piece in pieces
         for sentence in split_sentences(piece.body)
         for part in _split_long(sentence, settings)
@@ -132,7 +133,11 @@ def chunk_units(units: list[Unit], settings: ChunkSettings = ChunkSettings()) ->
         size = 0
         for sentence in sentences:
             length = len(sentence.body.text)
-            paragraph_break = bool(current) and current[-1].paragraph != sentence.paragraph
+            # Lines of a list (heading after heading) fill a chunk like sentences of one paragraph.
+            paragraph_break = (
+                bool(current) and current[-1].paragraph != sentence.paragraph
+                and not (current[-1].heading and sentence.heading)
+            )
             full = size + length > settings.max_chars or (paragraph_break and size >= settings.min_chars)
             if current and full and (size >= settings.min_chars or size + length > settings.hard_max_chars):
                 chunks.append(_make_chunk(current, context, kind))

@@ -20,7 +20,7 @@ _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
 _WHITESPACE = " \t\r\f\v\u3000\u00a0\ufeff"
 _CJK_OR_FULLWIDTH = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002ebef]")
 MAX_HEADING_CHARS = 40
-# A passage's context is the run of consecutive headings above it, cut to this many characters so
+# A passage's context is the run of consecutive headings above it, at most this many characters, so
 # that a list of 6,000 short lines (each one looks like a heading) cannot grow it without bound.
 # The longest context in seeds/, DRCD dev, its near-miss set and CMRC 2018 trial is 69 characters.
 MAX_CONTEXT_CHARS = 120
@@ -153,15 +153,14 @@ def _is_caption(block: _Block, paragraph_open: bool) -> bool:
 
 
 def _context(run: list[str]) -> str:
-    """The nearest headings of a run, joined by spaces, at most MAX_CONTEXT_CHARS (older ones go first)."""
-    kept: list[str] = []
-    size = -1
-    for text in reversed(run):
-        if size + 1 + len(text) > MAX_CONTEXT_CHARS:
-            break
-        kept.append(text)
-        size += 1 + len(text)
-    return " ".join(reversed(kept)) if kept else run[-1][:MAX_CONTEXT_CHARS]
+    """The headings of a run joined by spaces, or, when that passes MAX_CONTEXT_CHARS, its first heading.
+
+    A run that long is a list (a table of contents, a catalogue) rather than nested headings: its
+    first line is what the items have in common.
+    """
+    if sum(len(text) + 1 for text in run) - 1 <= MAX_CONTEXT_CHARS:
+        return " ".join(run)
+    return run[0][:MAX_CONTEXT_CHARS]
 
 
 def clean(original: str) -> list[Unit]:
@@ -197,7 +196,8 @@ def clean(original: str) -> list[Unit]:
             text = _MARKDOWN_HEADING.sub("", body.text)
             if not last_was_heading:
                 run = []
-            run.append(text)
+            if len(run) <= MAX_CONTEXT_CHARS:  # a longer run is a list already: keeps _context() cheap
+                run.append(text)
             heading = _context(run)
             units.append(Unit("heading", body, heading))
             last_was_heading = True

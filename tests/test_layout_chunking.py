@@ -151,9 +151,14 @@ def test_property_index_size_is_linear_in_document_size(shape, copies):
 
 
 def test_a_long_list_keeps_every_passage_under_the_bound():
-    """6,000 list items, each of which looks like a heading: context stays bounded, index stays linear."""
+    """6,000 list items, each of which looks like a heading: context stays short, index stays linear."""
     text = "\n\n".join(f"第{i}項 名稱{i}" for i in range(6000))
     chunks = chunk_text(text)
     assert max(len(chunk.context) for chunk in chunks) <= MAX_CONTEXT_CHARS
     assert _matching_chars(text) < 3 * len(text)
-    assert "第5999項 名稱5999" in chunks[-1].context  # the nearest headings are the ones kept
+    assert {chunk.context for chunk in chunks} == {"第0項 名稱0"}  # a list: its first line is the context
+
+
+def test_nested_headings_stay_the_context():
+    text = "第一章 總則\n\n第一節 目的\n\n本法為保障人民權益而制定。"
+    assert [chunk.context for chunk in chunk_text(text)] == ["第一章 總則 第一節 目的"]
