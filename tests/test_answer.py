@@ -41,14 +41,15 @@ def test_seed_questions_answer_hit_and_exact_quotes(seed_bot):
         answer = seed_bot.ask(item["question"])
         assert_exact_citations(answer, seed_bot.store)
         hits += answer.found and any(squash(a) in squash(answer.text) for a in item["answers"])
-    assert hits / len(SEED_QUESTIONS) >= 0.85, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
+    # Measured 2026-11-29: 73 of 77 (0.948).
+    assert hits >= len(SEED_QUESTIONS) - 5, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
 
 
 @pytest.mark.slow
 def test_clearly_offtopic_questions_are_not_found(seed_bot):
     clear = [item for item in OFFTOPIC if item.get("kind") == "offtopic"]
     not_found = sum(not seed_bot.ask(item["question"]).found for item in clear)
-    assert not_found / len(clear) >= 0.8, f"{not_found}/{len(clear)} off-topic questions rejected"
+    assert not_found >= len(clear) - 1, f"{not_found}/{len(clear)} off-topic questions rejected"  # measured: 13 of 13
 
 
 @pytest.mark.slow

@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA
 
 from qa_bot import QABot
 from qa_bot.stores import StoreConfig
 from qa_bot.textnorm import to_simplified
 
-DRCD = Path(os.environ.get("QA_BOT_DRCD", ROOT.parent / "shared" / "benchmarks" / "drcd-dev"))
+# 25 DRCD dev articles and their questions, shipped with the tests (QA_BOT_DRCD: another copy of the benchmark).
+DRCD = Path(os.environ.get("QA_BOT_DRCD", DATA / "drcd-subset"))
 SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]
 
 
@@ -27,8 +28,6 @@ def hit_rank(passages, item) -> int | None:
 
 @pytest.fixture(scope="module")
 def drcd_bot(tmp_path_factory, real_embedder):
-    if not (DRCD / "questions.jsonl").is_file():
-        pytest.skip(f"DRCD benchmark not found at {DRCD}")
     docs = tmp_path_factory.mktemp("drcd-docs")
     names = sorted(p.name for p in (DRCD / "docs").iterdir())[:25]
     for name in names:
@@ -52,9 +51,10 @@ def recall(bot, questions, simplified: bool = False) -> tuple[float, float]:
 def test_drcd_subset_recall(drcd_bot, simplified):
     bot, questions = drcd_bot
     recall1, recall5 = recall(bot, questions, simplified)
-    assert len(questions) > 150
-    assert recall1 >= 0.90, f"recall@1 {recall1:.3f}"
-    assert recall5 >= 0.97, f"recall@5 {recall5:.3f}"
+    assert len(questions) == 327
+    # Measured 2026-11-29: recall@1 0.948 / 0.945 (traditional / simplified), recall@5 0.997 both.
+    assert recall1 >= 0.94, f"recall@1 {recall1:.3f}"
+    assert recall5 >= 0.99, f"recall@5 {recall5:.3f}"
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_seed_top_passage_holds_the_answer(seed_bot):
     for item in chinese:
         top = seed_bot.retrieve(item["question"], k=1)[0].text.replace("\n", "")
         hits += any(answer in top for answer in item["answers"])
-    assert hits / len(chinese) >= 0.88, f"{hits}/{len(chinese)}"
+    assert hits >= len(chinese) - 2, f"{hits}/{len(chinese)}"  # measured 2026-11-29: 65 of 66
 
 
 @pytest.mark.slow

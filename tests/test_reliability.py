@@ -1,0 +1,125 @@
+"""Issue 14: documents and inputs that used to blow up the index, leak or mislead (docs/bad-input.md).
+
+Each test goes through a QABot with a real store; a refused input leaves the index unchanged
+(`index_unchanged`), an accepted one updates it correctly.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import index_state
+from test_bad_input import FORMATS, index_unchanged, only_error
+
+from qa_bot import QABot
+from qa_bot import loaders
+from qa_bot.chunking import ChunkSettings
+
+WORD = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def write_docx(path: Path, paragraphs: list[str]) -> Path:
+    """A .docx with these paragraphs: the sample package with its body replaced (fast for huge bodies)."""
+    body = "".join(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" for text in paragraphs)
+    xml = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {WORD}><w:body>{body}</w:body></w:document>'
+    with zipfile.ZipFile(FORMATS / "sample.docx") as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            out.writestr(info, xml.encode() if info.filename == "word/document.xml" else source.read(info))
+    return path
+
+
+def passages_of(bot, name: str) -> list:
+    """A document's passages in document order (a Milvus store returns them in any order)."""
+    return sorted((chunk for chunk in bot.index.chunks if chunk.source == name), key=lambda chunk: chunk.start)
+
+
+# -- defect 1: list-like documents ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_list_of_6000_items_indexes_in_linear_size(tmp_path, real_embedder):
+    """The issue's list (136 KB, each item looks like a heading) was 646x the document on disk."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    document = docs / "list.txt"
+    document.write_text("\n\n".join(f"第{i}項 名稱{i}" for i in range(6000)), encoding="utf-8")
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs, embedder=real_embedder)
+    report = bot.rebuild()
+    assert report.errors == {} and report.added == ["list.txt"]
+    index_bytes = sum(p.stat().st_size for p in (tmp_path / "index").rglob("*") if p.is_file())
+    assert index_bytes < 10 * document.stat().st_size
+    assert max(len(chunk.index_text()) for chunk in bot.index.chunks) <= ChunkSettings().max_matching_chars()
+    assert "第4321項 名稱4321" in bot.retrieve("第4321項", k=1)[0].text
+    bot.close()
+
+
+# -- defect 3: a small .docx that unpacks to many tiny paragraphs ----------------------------
+
+
+def test_docx_with_too_many_paragraphs_is_refused_before_it_is_parsed(fast_bot, tmp_path, monkeypatch):
+    path = write_docx(tmp_path / "tiny.docx", [f"項{i}" for i in range(loaders.MAX_DOCX_PARAGRAPHS + 1)])
+    assert path.stat().st_size < 2**20  # small on disk, well under every byte limit
+
+    def parse(*args, **kwargs):
+        raise AssertionError("python-docx parsed a body over the limits")
+
+    monkeypatch.setattr("docx.Document", parse)
+    with index_unchanged(fast_bot):
+        message = only_error(fast_bot.add_documents([path]))
+    assert message == "tiny.docx: the .docx has over 100,000 paragraphs, more than one document may hold; split it"
+
+
+def test_docx_with_too_much_text_is_refused(fast_bot, tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "MAX_DOCX_CHARS", 1000)
+    path = write_docx(tmp_path / "long.docx", ["政協委員會議討論。" * 50] * 3)
+    with index_unchanged(fast_bot):
+        message = only_error(fast_bot.add_documents([path]))
+    assert message == "long.docx: the .docx holds over 1,000 characters of text, more than one document may hold; split it"
+
+
+def test_docx_of_tiny_paragraphs_within_the_limits_packs_them_into_full_passages(fast_bot, tmp_path):
+    """20,000 one-word paragraphs: passages filled like sentences of a paragraph, not one per line."""
+    path = write_docx(tmp_path / "tiny.docx", [f"項{i}" for i in range(20_000)])
+    before = len(fast_bot.index.chunks)
+    report = fast_bot.add_documents([path])
+    assert report.added == ["tiny.docx"] and report.errors == {}
+    passages = passages_of(fast_bot, "tiny.docx")
+    assert report.passages == before + len(passages)
+    chars = len(loaders.load_text(path))
+    assert len(passages) <= chars // ChunkSettings().min_chars
+    assert passages[-1].text.endswith("項19999")
+
+
+# -- defect 8 (loader part): one bad byte, NUL bytes late in a file --------------------------
+
+
+def test_one_line_utf8_file_with_one_bad_byte_loads_with_a_replacement(fast_bot, tmp_path):
+    line = "臺南市立圖書館新總館於二〇二五年三月一日正式開館，館藏超過一百萬冊。".encode()
+    path = tmp_path / "one-line.txt"
+    path.write_bytes(line[:30] + b"\xff" + line[30:])
+    report = fast_bot.add_documents([path])
+    assert report.added == ["one-line.txt"] and report.errors == {}
+    (passage,) = passages_of(fast_bot, "one-line.txt")
+    assert passage.text.startswith("臺南市立圖書館") and "\ufffd" in passage.text and passage.text.endswith("一百萬冊。")
+
+
+def test_legacy_encoded_one_line_file_is_still_read_as_big5(tmp_path):
+    path = tmp_path / "big5.txt"
+    path.write_bytes("臺南市立圖書館新總館正式開館，館藏超過一百萬冊。".encode("big5"))
+    assert loaders.load_text(path) == "臺南市立圖書館新總館正式開館，館藏超過一百萬冊。"
+
+
+def test_nul_bytes_after_the_first_8_kb_never_reach_passage_text(fast_bot, tmp_path):
+    sentence = "臺南市立圖書館新總館正式開館，館藏超過一百萬冊。\n\n"
+    path = tmp_path / "padded.txt"
+    path.write_bytes((sentence * 200).encode() + b"\x00" * 5000 + "高雄港貨櫃吞吐量創新高。".encode())
+    assert b"\x00" not in path.read_bytes()[:8192]
+    state = index_state(fast_bot)
+    report = fast_bot.add_documents([path])
+    assert report.added == ["padded.txt"] and index_state(fast_bot) != state
+    passages = passages_of(fast_bot, "padded.txt")
+    assert not any("\x00" in chunk.text or "\x00" in chunk.context for chunk in passages)
+    assert passages[-1].text.endswith("高雄港貨櫃吞吐量創新高。")
+    assert "\x00" not in fast_bot.source_text("padded.txt")
