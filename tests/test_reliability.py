@@ -13,8 +13,7 @@ import pytest
 from conftest import index_state
 from test_bad_input import FORMATS, index_unchanged, only_error
 
-from qa_bot import QABot
-from qa_bot import loaders
+from qa_bot import QABot, loaders
 from qa_bot.chunking import ChunkSettings
 
 WORD = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
