@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
 
 
 def list_txt(items: int) -> tuple[str, bytes]:
@@ -65,10 +63,10 @@ CASES = {
 
 def child(case: str) -> dict:
     from qa_bot import QABot
-    from qa_bot.models import Embedder
+    from qa_bot.embedding import load_embedder
 
     make, size = CASES[case]
-    embedder = Embedder()
+    embedder = load_embedder()
     embedder.encode_query("warm up")
     with tempfile.TemporaryDirectory() as work:
         docs, index = Path(work) / "docs", Path(work) / "index"
@@ -111,13 +109,9 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True, check=True)
         results[case] = json.loads(out.stdout.strip().splitlines()[-1])
         print(case, results[case], flush=True)
-    flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0] if Path("/proc/cpuinfo").exists() else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "adversarial.json").write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-        "load_average_1min": round(os.getloadavg()[0], 1), "cores": os.cpu_count(),
-        "avx512_bf16": "avx512_bf16" in flags, "cases": results,
-    }, indent=1, ensure_ascii=False) + "\n")
+    from bench.datasets import write_result
+
+    write_result("adversarial", {"load_average_1min": round(os.getloadavg()[0], 1), "cases": results})
 
 
 if __name__ == "__main__":

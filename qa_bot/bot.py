@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
-from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, sentence_spans
+from .answer import PASSAGES_READ, Answer, SentencePicker, compose, contextual_query, message, sentence_spans
 from .chunking import ChunkSettings, iter_chunks
 from .config import Settings
 from .errors import DocumentError, IndexCorruptError, IndexMissingError
 from .loaders import SUPPORTED_SUFFIXES, load_text
 from .records import ChunkRecord, DocumentInfo, NewDocument, Passage, runs_from_offsets
-from .retriever import Retriever, check_question
+from .retriever import Retriever, check_question, has_words
 from .stores import Store, StoreConfig, migrate, open_location
 from .textnorm import script_of
 
@@ -232,6 +232,9 @@ class QABot:
         retriever = Retriever(store, self.embedder)
         query_vector = self.embedder.encode_query(query)
         passages = retriever.search(query, k=5, query_vector=query_vector)
+        if not has_words(question):
+            language = script_of(question)
+            return Answer(message("not_found", language), passages, False, [], language, query)
         similarity = None
         if script_of(question) == "en" and passages:
             similarity = self._sentence_similarity(passages[:PASSAGES_READ], query_vector)
@@ -357,6 +360,23 @@ class QABot:
             loaded[name] = _Loaded(name, path, data_text, hashlib.sha256(raw).hexdigest(), path.stat().st_size)
         return list(loaded.values())
 
+    def _inside_docs_dir(self, paths: list[Path], report: IndexReport) -> list[Path]:
+        """The files that are inside the documents folder once links are resolved; the others are refused.
+
+        A link out of the folder (`ln -s /etc/shadow docs/x.md`) would publish that file's contents.
+        """
+        folder = self.docs_dir.resolve()
+        inside = []
+        for path in paths:
+            if path.resolve().is_relative_to(folder):
+                inside.append(path)
+            else:
+                report.errors[str(path)] = (
+                    f"{path.name}: a symbolic link to a file outside the documents folder is not read; "
+                    "copy the file into the folder instead"
+                )
+        return inside
+
     def _name_for(self, path: Path) -> str:
         """Documents under docs_dir are named by their relative path, others by file name."""
         try:
@@ -369,7 +389,7 @@ class QABot:
         with _timed(report):
             if docs_dir is not None:
                 self.docs_dir = Path(docs_dir)
-            loaded = self._load_files(document_files(self.docs_dir), report)
+            loaded = self._load_files(self._inside_docs_dir(document_files(self.docs_dir), report), report)
             with self._writing():
                 previous = self._current_or_none(require_same_model=False)
                 if from_scratch:

@@ -87,6 +87,15 @@ def check_question(question: str) -> str:
     return cleaned[:MAX_QUESTION_CHARS]
 
 
+def has_words(question: str) -> bool:
+    """True when a question has something the documents can match: a Chinese character, a Latin word or a number.
+
+    Emoji, punctuation and scripts the bot does not read (Korean, Cyrillic, …) have none: `ask`
+    answers found=False rather than quote the passage that happens to be nearest.
+    """
+    return has_cjk(question) or bool(latin_words(question, pairs=False))
+
+
 def _minmax(scores: np.ndarray) -> np.ndarray:
     if scores.size == 0:
         return scores

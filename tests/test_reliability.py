@@ -122,3 +122,35 @@ def test_nul_bytes_after_the_first_8_kb_never_reach_passage_text(fast_bot, tmp_p
     assert not any("\x00" in chunk.text or "\x00" in chunk.context for chunk in passages)
     assert passages[-1].text.endswith("高雄港貨櫃吞吐量創新高。")
     assert "\x00" not in fast_bot.source_text("padded.txt")
+
+
+# -- defect 2: links out of the documents folder ---------------------------------------------
+
+
+def test_symlink_to_a_file_outside_the_documents_folder_is_refused(fast_bot, docs_dir, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("機密：伺服器的管理密碼是藍色海豚二〇二六。", encoding="utf-8")
+    (docs_dir / "x.md").symlink_to(secret)
+    with index_unchanged(fast_bot):
+        report = fast_bot.update()
+    assert report.errors == {
+        str(docs_dir / "x.md"): "x.md: a symbolic link to a file outside the documents folder is not read; "
+        "copy the file into the folder instead"
+    }
+    assert report.unchanged == ["cppcc-local-work-conference.txt"] and not report.added
+    fast_bot.rebuild()
+    assert not any("藍色海豚" in chunk.text for chunk in fast_bot.index.chunks)
+    assert "x.md" not in fast_bot.store.documents
+
+
+# -- defect 4: questions with nothing to match -----------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["😀🎉", "？？！！……", "?!.,;", "정협 지방 업무 교류회는 어디에서 열렸습니까?"])
+def test_questions_without_words_are_not_found_with_the_real_model(seed_bot, question):
+    state = index_state(seed_bot)
+    answer = seed_bot.ask(question)
+    assert not answer.found and answer.text.startswith("The documents do not seem to answer this question.")
+    assert index_state(seed_bot) == state
+    assert seed_bot.ask("交流會在哪裡召開？").found  # the same bot still answers a real question
