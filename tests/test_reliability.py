@@ -154,3 +154,25 @@ def test_questions_without_words_are_not_found_with_the_real_model(seed_bot, que
     assert not answer.found and answer.text.startswith("The documents do not seem to answer this question.")
     assert index_state(seed_bot) == state
     assert seed_bot.ask("交流會在哪裡召開？").found  # the same bot still answers a real question
+
+
+# -- defect 7: the pinyin side is built with the index ---------------------------------------
+
+
+def test_a_write_builds_the_pinyin_index_reusing_kept_passages(tmp_path, docs_dir, hash_embedder, monkeypatch):
+    """The first English question after a write waited for the pinyin BM25 of every passage (25 s at 11,861)."""
+    from qa_bot.stores import faiss as faiss_store
+
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder)
+    bot.rebuild()
+    kept = len(bot.store.chunks)
+    converted = []
+    original = faiss_store.pinyin_tokens
+    monkeypatch.setattr(faiss_store, "pinyin_tokens", lambda text: converted.append(text) or original(text))
+    (docs_dir / "new.txt").write_text("高雄港今年貨櫃吞吐量創下歷史新高，港務公司表示全年達到一千萬標準箱。", encoding="utf-8")
+    report = bot.update()
+    assert report.added == ["new.txt"]
+    converted_by_write = len(converted)
+    assert converted_by_write < kept  # only the new passages (the old ones were converted by the rebuild)
+    assert bot.retrieve("Gaoxiong port container volume", k=1)[0].source == "new.txt"
+    assert len(converted) == converted_by_write  # the English question found the pinyin side ready
