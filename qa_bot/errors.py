@@ -19,6 +19,10 @@ class IndexCorruptError(QAIndexError):
     """The index is damaged or incompatible; the message names the fix."""
 
 
+class IndexWriteError(QAIndexError):
+    """A write failed (e.g. the disk is full); the index is unchanged and the partial write removed."""
+
+
 class DocumentError(ValueError):
     """A file that cannot be read as a document; the message says why."""
 

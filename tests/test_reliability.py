@@ -176,3 +176,34 @@ def test_a_write_builds_the_pinyin_index_reusing_kept_passages(tmp_path, docs_di
     assert converted_by_write < kept  # only the new passages (the old ones were converted by the rebuild)
     assert bot.retrieve("Gaoxiong port container volume", k=1)[0].source == "new.txt"
     assert len(converted) == converted_by_write  # the English question found the pinyin side ready
+
+
+# -- defect 5: a full disk -------------------------------------------------------------------
+
+
+def test_full_disk_gives_a_clear_message_and_leaves_no_temporary_generation(tmp_path, docs_dir, real_embedder,
+                                                                            monkeypatch, capsys):
+    from qa_bot import cli
+    from qa_bot.stores import faiss as faiss_store
+
+    index_dir = tmp_path / "index"
+    QABot(index_dir=index_dir, docs_dir=docs_dir, embedder=real_embedder).rebuild()
+    before = sorted(p.name for p in index_dir.iterdir())
+    manifest = (index_dir / "manifest.json").read_bytes()
+
+    def full_disk(index, path):
+        Path(path).write_bytes(b"\0" * 1000)  # part of the file, then the device is full
+        raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: 0 != 1 (No space left on device)")
+
+    monkeypatch.setattr(faiss_store.faiss, "write_index", full_disk)
+    code = cli.main(["index", "remove", "cppcc-local-work-conference.txt", "--index", str(index_dir),
+                     "--docs", str(docs_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (f"qa-bot: could not write the index in {index_dir} (the disk is full); it is unchanged: "
+                           "free some disk space and try again")
+    assert sorted(p.name for p in index_dir.iterdir()) == before  # no .g-*.tmp left to keep the disk full
+    assert (index_dir / "manifest.json").read_bytes() == manifest
+    monkeypatch.undo()
+    bot = QABot(index_dir=index_dir, docs_dir=docs_dir, embedder=real_embedder)
+    assert bot.remove_documents(["cppcc-local-work-conference.txt"]).removed == ["cppcc-local-work-conference.txt"]

@@ -20,6 +20,7 @@ full sha256 is still recorded; `qa-bot index verify` checks it).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -36,7 +37,7 @@ import bm25s
 import faiss
 import numpy as np
 
-from ..errors import IndexCorruptError, IndexMissingError
+from ..errors import IndexCorruptError, IndexMissingError, IndexWriteError
 from ..records import ChunkRecord, DocumentInfo, NewDocument
 from ..textnorm import pinyin_tokens, tokenize
 from .base import check_format
@@ -276,10 +277,49 @@ class FaissStore:
     # -- persistence -------------------------------------------------------------
 
     def save(self, index_dir: Path) -> None:
-        """Write a new generation and swap it in atomically."""
+        """Write a new generation and swap it in atomically.
+
+        A failed write (a full disk) removes what it wrote, so that a retry has the space back, and
+        raises IndexWriteError: the index stays as it was.
+        """
         index_dir.mkdir(parents=True, exist_ok=True)
         generation = f"g-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
         staging = index_dir / f".{generation}.tmp"
+        tmp = index_dir / f".{MANIFEST}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            files = self._write_generation(staging)
+            os.replace(staging, index_dir / generation)
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "generation": generation,
+                "model": self.model,
+                "dim": self.dim,
+                "chunker": self.settings,
+                "built_at": self.built_at,
+                "passages": len(self.chunks),
+                "documents": {name: asdict(info) for name, info in sorted(self.documents.items())},
+                "files": files,
+            }
+            tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            with tmp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, index_dir / MANIFEST)
+        except (OSError, RuntimeError) as error:  # faiss reports a failed write as RuntimeError
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(index_dir / generation, ignore_errors=True)
+            tmp.unlink(missing_ok=True)
+            full = getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+            reason = "the disk is full" if full else str(error).strip()[:200]
+            raise IndexWriteError(
+                f"could not write the index in {index_dir} ({reason}); it is unchanged: "
+                f"{'free some disk space' if full else 'fix that'} and try again"
+            ) from error
+        self.generation, self.index_dir = generation, index_dir
+        _fsync_dir(index_dir)
+        remove_stale(index_dir, keep=generation)
+
+    def _write_generation(self, staging: Path) -> dict:
+        """The generation's files in `staging`, synced; returns their manifest entries."""
         staging.mkdir()
         offsets = [0]
         with (staging / "chunks.jsonl").open("wb") as handle:
@@ -293,26 +333,7 @@ class FaissStore:
             self.bm25.save(str(staging / "bm25"), show_progress=False)
         files = {str(path.relative_to(staging)): _file_entry(path) for path in sorted(staging.rglob("*")) if path.is_file()}
         _fsync_tree(staging)
-        os.replace(staging, index_dir / generation)
-        self.generation, self.index_dir = generation, index_dir
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "generation": generation,
-            "model": self.model,
-            "dim": self.dim,
-            "chunker": self.settings,
-            "built_at": self.built_at,
-            "passages": len(self.chunks),
-            "documents": {name: asdict(info) for name, info in sorted(self.documents.items())},
-            "files": files,
-        }
-        tmp = index_dir / f".{MANIFEST}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, index_dir / MANIFEST)
-        _fsync_dir(index_dir)
-        remove_stale(index_dir, keep=generation)
+        return files
 
     @classmethod
     def load(cls, index_dir: Path, full_check: bool = False) -> FaissStore:
