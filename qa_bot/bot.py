@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 import warnings
@@ -100,6 +101,11 @@ def _classify(
             (report.updated if existing else report.added).append(doc.name)
             changed.append(doc)
     return changed
+
+
+# Control characters (a newline breaks `index list`) and bidirectional overrides and isolates (a
+# right-to-left override makes "evil\u202etxt.exe" display as "evilexe.txt").
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def document_files(docs_dir: Path) -> list[Path]:
@@ -347,6 +353,12 @@ class QABot:
     def _load_files(self, paths: Sequence[Path], report: IndexReport) -> list[_Loaded]:
         loaded: dict[str, _Loaded] = {}
         for path in paths:
+            if _UNSHOWABLE.search(self._name_for(path)):
+                report.errors[str(path)] = (
+                    f"{ascii(path.name)}: a file name with a line break, control character or text-direction "
+                    "override would display wrongly (or spoofed) in lists; rename the file"
+                )
+                continue
             try:
                 data_text = load_text(path)
             except (DocumentError, OSError) as error:

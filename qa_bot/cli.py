@@ -47,7 +47,7 @@ def _print_report(report: IndexReport, as_json: bool) -> None:
     if report.unchanged:
         print(f"unchanged {len(report.unchanged)} document(s)")
     for name, error in report.errors.items():
-        print(f"error     {name}: {error}", file=sys.stderr)
+        print(f"error     {name if name.isprintable() else ascii(name)}: {error}", file=sys.stderr)
     print(f"{plural(report.passages, 'passage')} in the index; embedded {report.embedded} in {report.seconds:.1f} s")
 
 

@@ -207,3 +207,18 @@ def test_full_disk_gives_a_clear_message_and_leaves_no_temporary_generation(tmp_
     monkeypatch.undo()
     bot = QABot(index_dir=index_dir, docs_dir=docs_dir, embedder=real_embedder)
     assert bot.remove_documents(["cppcc-local-work-conference.txt"]).removed == ["cppcc-local-work-conference.txt"]
+
+
+# -- defect 8: names that display wrongly ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["two\nlines.txt", "evil\u202etxt.md", "tab\there.txt"])
+def test_names_with_line_breaks_or_direction_overrides_are_refused(fast_bot, docs_dir, name):
+    (docs_dir / name).write_text("高雄港今年貨櫃吞吐量創下歷史新高。", encoding="utf-8")
+    with index_unchanged(fast_bot):
+        report = fast_bot.update()
+    assert report.errors == {
+        str(docs_dir / name): f"{ascii(name)}: a file name with a line break, control character or "
+        "text-direction override would display wrongly (or spoofed) in lists; rename the file"
+    }
+    assert "\n" not in report.errors[str(docs_dir / name)] and "\u202e" not in report.errors[str(docs_dir / name)]
