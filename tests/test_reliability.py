@@ -222,3 +222,48 @@ def test_names_with_line_breaks_or_direction_overrides_are_refused(fast_bot, doc
         "text-direction override would display wrongly (or spoofed) in lists; rename the file"
     }
     assert "\n" not in report.errors[str(docs_dir / name)] and "\u202e" not in report.errors[str(docs_dir / name)]
+
+
+def test_serve_on_a_port_in_use_says_so_before_building_anything(tmp_path, docs_dir):
+    import socket
+
+    from qa_bot import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["serve", "--port", str(port), "--host", "127.0.0.1", "--index", str(tmp_path / "index"),
+                      "--docs", str(docs_dir)])
+    assert str(exit_info.value) == (
+        f"qa-bot: cannot listen on 127.0.0.1:{port} (Address already in use): another program (perhaps another "
+        "qa-bot) uses that port; stop it or choose another port with --port or QA_BOT_PORT"
+    )
+    assert not (tmp_path / "index").exists()
+
+
+def test_api_says_what_is_wrong_with_a_malformed_call(fast_bot, docs_dir):
+    """The Gradio API answered {"error": null} to these."""
+    from gradio_client import Client
+    from test_web import free_port
+
+    from qa_bot.web import build_app, launch_options
+
+    demo = build_app(fast_bot, docs_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with index_unchanged(fast_bot):
+            with pytest.raises(Exception, match="question must be a string \\(text\\), not int"):
+                client.predict(42, None, api_name="/ask")
+            with pytest.raises(Exception, match="history must be a list of .* turn 1 is 'oops'"):
+                client.predict("交流會在哪裡召開？", ["oops"], api_name="/ask")
+            with pytest.raises(Exception, match="history must be a list of .*, not str"):
+                client.predict("交流會在哪裡召開？", "oops", api_name="/ask")
+            with pytest.raises(Exception, match="k must be a whole number from 1 to 20, not None"):
+                client.predict("交流會在哪裡召開？", None, api_name="/retrieve")
+            assert client.predict("交流會在哪裡召開？", [["福建省政協主席是誰？", None]], api_name="/ask")["text"]
+    finally:
+        demo.close()

@@ -8,6 +8,7 @@ question waits for it if it is not ready yet.
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from ..bot import QABot
 from ..config import Settings
 from ..library import MAX_UPLOAD_BYTES
 from ..loaders import SUPPORTED_SUFFIXES
+from ..present import plural
 from .handlers import Handlers
 from .render import SEARCHING, VIEWER_EMPTY, citation_label, escape
 
@@ -261,6 +263,19 @@ def warm_up(bot: QABot) -> threading.Thread:
     return thread
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Exit with a clear message when another program listens on host:port (Gradio would raise a traceback)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise SystemExit(
+                f"qa-bot: cannot listen on {host}:{port} ({error.strerror or error}): another program (perhaps "
+                "another qa-bot) uses that port; stop it or choose another port with --port or QA_BOT_PORT"
+            ) from None
+
+
 def serve(
     index_dir: str | Path | None = None,
     docs_dir: str | Path | None = None,
@@ -272,17 +287,18 @@ def serve(
 ) -> gr.Blocks:
     """Load (or build) the index, serve the chat, and load the model in the background."""
     settings = Settings()
+    host = host or settings.host
+    port = int(port or settings.port)
+    check_port_free(host, port)  # before minutes of index building, not after
     bot = QABot(index_dir=index_dir, docs_dir=docs_dir, model=model)
     if not bot.exists():
         print(f"qa-bot: no index at {bot.index_dir}; building it from {bot.docs_dir} …", file=sys.stderr)
         report = bot.rebuild(progress=_print_progress)
-        print(f"qa-bot: indexed {len(report.added)} document(s), {report.passages} passages", file=sys.stderr)
+        print(f"qa-bot: indexed {len(report.added)} document(s), {plural(report.passages, 'passage')}", file=sys.stderr)
     store = bot.store
-    print(f"qa-bot: {len(store.documents)} document(s), {len(store.chunks)} passages, model {store.model}",
+    print(f"qa-bot: {len(store.documents)} document(s), {plural(len(store.chunks), 'passage')}, model {store.model}",
           file=sys.stderr)
     demo = build_app(bot, bot.docs_dir)
-    host = host or settings.host
-    port = int(port or settings.port)
     demo.launch(
         server_name=host,
         server_port=port,

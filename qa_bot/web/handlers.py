@@ -114,6 +114,8 @@ class Handlers:
 
     def api_ask(self, question: str, history: list | None = None) -> dict:
         """Answer a question with quoted sentences and [n] citations (see Answer.to_dict)."""
+        _check_api_question(question)
+        _check_api_history(history)
         try:
             return self.bot.ask(question, history=history or None).to_dict()
         except (QAIndexError, DocumentError) as error:
@@ -121,8 +123,31 @@ class Handlers:
 
     def api_retrieve(self, question: str, k: int = 5) -> dict:
         """The k passages that best match the question, best first."""
+        _check_api_question(question)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
         try:
-            passages = self.bot.retrieve(question, k=max(1, min(MAX_K, int(k))))
+            passages = self.bot.retrieve(question, k=k)
         except QAIndexError as error:
             raise ValueError(str(error)) from error
         return {"question": question, "passages": [p.to_dict() for p in passages]}
+
+
+def _check_api_question(question: object) -> None:
+    if not isinstance(question, str):
+        raise ValueError(f"question must be a string (text), not {type(question).__name__}")
+
+
+def _check_api_history(history: object) -> None:
+    """History: earlier turns as [question, answer] pairs of strings or {"role", "content"} messages."""
+    if history is None:
+        return
+    expected = 'history must be a list of [question, answer] pairs or {"role": …, "content": …} messages'
+    if not isinstance(history, list):
+        raise ValueError(f"{expected}, not {type(history).__name__}")
+    for number, turn in enumerate(history, 1):
+        pair = (isinstance(turn, (list, tuple)) and len(turn) == 2 and isinstance(turn[0], str)
+                and isinstance(turn[1], (str, type(None))))
+        message = isinstance(turn, dict) and isinstance(turn.get("role"), str) and "content" in turn
+        if not (pair or message):
+            raise ValueError(f"{expected}; turn {number} is {turn!r:.80}")
