@@ -267,3 +267,58 @@ def test_api_says_what_is_wrong_with_a_malformed_call(fast_bot, docs_dir):
             assert client.predict("交流會在哪裡召開？", [["福建省政協主席是誰？", None]], api_name="/ask")["text"]
     finally:
         demo.close()
+
+
+def test_failed_logins_are_answered_one_at_a_time_after_a_delay(fast_bot, docs_dir, monkeypatch):
+    """40 wrong passwords were answered in 0.4 s: now each waits its turn and FAILED_LOGIN_SECONDS."""
+    import asyncio
+    import threading
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from test_web import free_port
+
+    from qa_bot.web import app as web_app
+    from qa_bot.web import build_app, launch_options
+
+    waits, waiting = [], []
+    real_sleep = asyncio.sleep
+
+    delay = 0.0421  # recognisable among Gradio's own sleeps
+
+    async def recorded_sleep(seconds, *args):
+        if seconds != delay:
+            return await real_sleep(seconds, *args)
+        waiting.append(1)
+        waits.append(len(waiting))  # how many failed logins are inside the delay at once
+        await real_sleep(delay)
+        waiting.pop()
+
+    monkeypatch.setattr(web_app, "FAILED_LOGIN_SECONDS", delay)
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    demo = build_app(fast_bot, docs_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                auth=web_app.login_checker("admin", "right"), **launch_options())
+
+    def login(password: str) -> int:
+        data = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", data=data, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        statuses = []
+        threads = [threading.Thread(target=lambda: statuses.append(login("wrong"))) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [400] * 6
+        assert waits == [1] * 6  # each failure waited its delay, never two at once
+        assert login("right") == 200 and len(waits) == 6  # the right password is not delayed
+    finally:
+        demo.close()
