@@ -283,6 +283,7 @@ class QABot:
             loaded = self._load_files([Path(p) for p in paths], report)
             with self._writing():
                 previous = self._current_or_none(require_same_model=True)
+                self._check_not_vanished(previous)
                 documents = previous.documents if previous else {}
                 changed = _classify(loaded, documents, report, same_path_only=True)
                 self._apply(previous, changed, set(documents), report, progress)
@@ -297,6 +298,7 @@ class QABot:
         report = IndexReport()
         with _timed(report), self._writing():
             previous = self._current_or_none(require_same_model=False)
+            self._check_not_vanished(previous)
             documents = previous.documents if previous else {}
             for name in names:
                 if name in documents:
@@ -321,6 +323,18 @@ class QABot:
             raise IndexCorruptError(
                 f"the index at {self.location.describe()} was built with model {store.model!r} but the configured model "
                 f"is {self.embedder.model_id!r}; rebuild it with `qa-bot index build`"
+            )
+
+    def _check_not_vanished(self, current: Store | None) -> None:
+        """Refuse to add to (or remove from) an index that was deleted while this bot had it open.
+
+        Writing would start a new index holding only the new files: documents would be dropped
+        silently. update() and rebuild() are fine: they read the whole documents folder.
+        """
+        if current is None and self._store is not None and self._store.documents:
+            raise IndexMissingError(
+                f"the index at {self.location.describe()} has gone (deleted while in use); nothing was changed. "
+                f"Rebuild it from the documents folder {self.docs_dir}: `qa-bot index build`, or Rebuild on the web page"
             )
 
     def _current_or_none(self, require_same_model: bool) -> Store | None:

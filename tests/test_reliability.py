@@ -322,3 +322,30 @@ def test_failed_logins_are_answered_one_at_a_time_after_a_delay(fast_bot, docs_d
         assert login("right") == 200 and len(waits) == 6  # the right password is not delayed
     finally:
         demo.close()
+
+
+# -- defect 6: the index folder deleted under a running server -------------------------------
+
+
+def test_upload_after_the_index_folder_was_deleted_is_refused_not_a_one_document_index(tmp_path, docs_dir,
+                                                                                        hash_embedder):
+    import html
+    import shutil
+
+    from qa_bot.web.handlers import Handlers
+
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs_dir, embedder=hash_embedder)
+    bot.rebuild()
+    (docs_dir / "second.txt").write_text("高雄港今年貨櫃吞吐量創下歷史新高。", encoding="utf-8")
+    bot.update()
+    assert len(bot.documents()) == 2
+    shutil.rmtree(tmp_path / "index")  # deleted while the server runs
+    upload = tmp_path / "upload" / "new.txt"
+    upload.parent.mkdir()
+    upload.write_text("臺南市立圖書館新總館正式開館。", encoding="utf-8")
+    status = html.unescape(Handlers(bot, docs_dir).upload([str(upload)]))
+    assert "has gone (deleted while in use); nothing was changed" in status and "Rebuild" in status
+    assert not (docs_dir / "new.txt").exists()  # the upload was taken back
+    assert not (tmp_path / "index" / "manifest.json").exists()  # no index of one document was created
+    report = bot.rebuild()  # the documents folder is the source of truth
+    assert sorted(report.added) == ["cppcc-local-work-conference.txt", "second.txt"]
