@@ -139,12 +139,21 @@ class QABot:
         embedder: Embedder | None = None,
         chunking: ChunkSettings = ChunkSettings(),
         store: StoreConfig | None = None,
+        library_dir: str | Path | None = None,
     ):
         """store: which store and where (default: QA_BOT_STORE etc., else FAISS files in index_dir).
-        index_dir always holds the write lock; with FAISS it is the index itself."""
+        index_dir always holds the write lock; with FAISS it is the index itself.
+
+        library_dir: a second documents folder, where uploads go; by default (no docs_dir given)
+        the git-ignored `library` folder beside the shipped `seeds`, so a user's files never land
+        in the repository. A bot given only docs_dir reads that folder alone.
+        """
         settings = Settings()
         self.index_dir = Path(index_dir) if index_dir is not None else settings.index_dir
         self.docs_dir = Path(docs_dir) if docs_dir is not None else settings.docs_dir
+        if library_dir is None and docs_dir is None:
+            library_dir = settings.library_dir
+        self.library_dir = Path(library_dir) if library_dir is not None else None
         self._model = model if model is not None else settings.model
         self._embedder = embedder
         self.chunking = chunking
@@ -391,10 +400,10 @@ class QABot:
 
         A link out of the folder (`ln -s /etc/shadow docs/x.md`) would publish that file's contents.
         """
-        folder = self.docs_dir.resolve()
+        folders = [folder.resolve() for folder in self.folders]
         inside = []
         for path in paths:
-            if path.resolve().is_relative_to(folder):
+            if any(path.resolve().is_relative_to(folder) for folder in folders):
                 inside.append(path)
             else:
                 report.errors[str(path)] = (
@@ -403,19 +412,27 @@ class QABot:
                 )
         return inside
 
+    @property
+    def folders(self) -> list[Path]:
+        """The documents folder, then the library folder if there is one."""
+        return [self.docs_dir] + ([self.library_dir] if self.library_dir is not None else [])
+
     def _name_for(self, path: Path) -> str:
-        """Documents under docs_dir are named by their relative path, others by file name."""
-        try:
-            return path.resolve().relative_to(self.docs_dir.resolve()).as_posix()
-        except ValueError:
-            return path.name
+        """Documents under docs_dir (or library_dir) are named by their relative path, others by file name."""
+        for folder in self.folders:
+            if path.resolve().is_relative_to(folder.resolve()):
+                return path.resolve().relative_to(folder.resolve()).as_posix()
+        return path.name
 
     def _sync(self, docs_dir: str | Path | None, progress: Progress | None, from_scratch: bool) -> IndexReport:
         report = IndexReport()
         with _timed(report):
             if docs_dir is not None:
                 self.docs_dir = Path(docs_dir)
-            loaded = self._load_files(self._inside_docs_dir(document_files(self.docs_dir), report), report)
+            files = document_files(self.docs_dir)
+            if self.library_dir is not None and self.library_dir.is_dir():
+                files += document_files(self.library_dir)
+            loaded = self._load_files(self._inside_docs_dir(files, report), report)
             with self._writing():
                 previous = self._current_or_none(require_same_model=False)
                 if from_scratch:

@@ -3,6 +3,7 @@
 | variable | default | meaning |
 |---|---|---|
 | QA_BOT_DOCS | seeds | documents folder |
+| QA_BOT_LIBRARY | library | where uploads go (git-ignored); the default index reads it too |
 | QA_BOT_INDEX | embeddings | index folder (with Milvus: only the write lock) |
 | QA_BOT_MODEL | bundled e5-small | sentence-transformers model name or folder |
 | QA_BOT_BACKEND | auto | embedding runtime: auto, openvino or torch |
@@ -52,6 +53,7 @@ class Settings:
     """The environment's settings at the time of construction (see the table above)."""
 
     docs_dir: Path = field(default_factory=lambda: Path(_env("DOCS", "seeds")))
+    library_dir: Path = field(default_factory=lambda: Path(_env("LIBRARY", "library")))
     index_dir: Path = field(default_factory=lambda: Path(_env("INDEX", "embeddings")))
     model: str | None = field(default_factory=lambda: _optional("MODEL"))
     backend: str = field(default_factory=lambda: (_optional("BACKEND") or "auto").lower())

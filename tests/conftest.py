@@ -53,6 +53,13 @@ class HashEmbedder:
         return self._vector(text)
 
 
+def seed_copy(folder: Path) -> Path:
+    """A folder holding the shipped seed article alone: tests never depend on what else is in seeds/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SEED_FILE, folder / SEED_FILE.name)
+    return folder
+
+
 @pytest.fixture
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder()
@@ -60,10 +67,8 @@ def hash_embedder() -> HashEmbedder:
 
 @pytest.fixture
 def docs_dir(tmp_path: Path) -> Path:
-    """A writable copy of the seed corpus."""
-    target = tmp_path / "docs"
-    shutil.copytree(SEEDS, target)
-    return target
+    """A writable copy of the seed article."""
+    return seed_copy(tmp_path / "docs")
 
 
 STORES = ("faiss", "milvus")
@@ -108,7 +113,8 @@ def seed_bot(tmp_path_factory, real_embedder, store_kind):
     from qa_bot import QABot
     from qa_bot.stores import StoreConfig
 
-    bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=SEEDS, embedder=real_embedder,
+    docs = seed_copy(tmp_path_factory.mktemp("seed-docs"))
+    bot = QABot(index_dir=tmp_path_factory.mktemp("seed-index"), docs_dir=docs, embedder=real_embedder,
                 store=StoreConfig(kind=store_kind))
     bot.rebuild()
     yield bot

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SEEDS
+from conftest import seed_copy
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory):
     index = tmp_path_factory.mktemp("cli-index")
-    result = run("index", "build", "--docs", str(SEEDS), "--index", str(index), "--json")
+    result = run("index", "build", "--docs", str(seed_copy(tmp_path_factory.mktemp("cli-docs"))), "--index", str(index), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["added"] == ["cppcc-local-work-conference.txt"] and report["passages"] > 10

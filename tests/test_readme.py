@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, SEEDS
+from conftest import DATA, ROOT, seed_copy
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 pytestmark = pytest.mark.slow
@@ -26,8 +26,8 @@ def blocks(section: str, language: str) -> list[str]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A fresh folder as a user has it: the seeds, a documents folder, a file to add, the seed questions."""
-    shutil.copytree(SEEDS, tmp_path / "seeds")
-    shutil.copytree(SEEDS, tmp_path / "my-docs")
+    seed_copy(tmp_path / "seeds")
+    seed_copy(tmp_path / "my-docs")
     (tmp_path / "report.txt").write_text("臺南市立圖書館於二〇二五年三月一日在永康區開幕，館藏六十萬冊。\n", encoding="utf-8")
     (tmp_path / "tests" / "data").mkdir(parents=True)
     shutil.copy(DATA / "seed_questions.jsonl", tmp_path / "tests" / "data")

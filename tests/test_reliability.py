@@ -349,3 +349,38 @@ def test_upload_after_the_index_folder_was_deleted_is_refused_not_a_one_document
     assert not (tmp_path / "index" / "manifest.json").exists()  # no index of one document was created
     report = bot.rebuild()  # the documents folder is the source of truth
     assert sorted(report.added) == ["cppcc-local-work-conference.txt", "second.txt"]
+
+
+# -- defect 9: uploads go to the git-ignored library folder, not into seeds/ -----------------
+
+
+def test_uploads_go_to_the_library_folder_that_the_default_index_also_reads(tmp_path, hash_embedder, monkeypatch):
+    import subprocess
+
+    from conftest import ROOT, seed_copy
+
+    from qa_bot.web.handlers import Handlers
+
+    monkeypatch.chdir(tmp_path)  # the default folders, seeds/ and library/, are relative to where it runs
+    monkeypatch.delenv("QA_BOT_DOCS", raising=False)
+    monkeypatch.delenv("QA_BOT_LIBRARY", raising=False)
+    seed_copy(tmp_path / "seeds")
+    bot = QABot(index_dir=tmp_path / "index", embedder=hash_embedder)
+    assert bot.folders == [Path("seeds"), Path("library")]
+    bot.rebuild()
+    upload = tmp_path / "upload" / "port.txt"
+    upload.parent.mkdir()
+    upload.write_text("高雄港今年貨櫃吞吐量創下歷史新高。", encoding="utf-8")
+    Handlers(bot, bot.library_dir).upload([str(upload)])
+    assert sorted(p.name for p in (tmp_path / "seeds").iterdir()) == ["cppcc-local-work-conference.txt"]
+    assert (tmp_path / "library" / "port.txt").is_file()
+    assert [info.name for info in bot.documents()] == ["cppcc-local-work-conference.txt", "port.txt"]
+    # A new bot with the defaults (a restarted server) finds the upload where it left it.
+    restarted = QABot(index_dir=tmp_path / "index", embedder=hash_embedder)
+    report = restarted.update()
+    assert report.unchanged == ["cppcc-local-work-conference.txt", "port.txt"] and not report.removed
+    Handlers(restarted, restarted.library_dir).remove("port.txt")
+    assert not (tmp_path / "library" / "port.txt").exists()  # removing it deletes the uploaded file
+    assert [info.name for info in restarted.documents()] == ["cppcc-local-work-conference.txt"]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "library/port.txt"], cwd=ROOT)
+    assert ignored.returncode == 0, "library/ must be git-ignored"

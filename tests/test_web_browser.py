@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SEEDS
+from conftest import ROOT, seed_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def workspace(tmp_path_factory, seed_bot):
     """
     root = tmp_path_factory.mktemp("web-e2e")
     docs = root / "docs"
-    shutil.copytree(SEEDS, docs)
+    seed_copy(docs)
     shutil.copytree(seed_bot.index_dir, root / "index")
     return root
 

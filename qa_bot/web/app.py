@@ -322,7 +322,7 @@ def serve(
     store = bot.store
     print(f"qa-bot: {len(store.documents)} document(s), {plural(len(store.chunks), 'passage')}, model {store.model}",
           file=sys.stderr)
-    demo = build_app(bot, bot.docs_dir)
+    demo = build_app(bot, bot.library_dir or bot.docs_dir)
     demo.launch(
         server_name=host,
         server_port=port,

@@ -39,7 +39,7 @@ class Turn:
 
 
 class Handlers:
-    """The chat, source viewer, index panel and JSON API of one bot; uploads go to docs_dir."""
+    """The chat, source viewer, index panel and JSON API of one bot; uploads go to docs_dir (one of the bot's folders)."""
 
     def __init__(self, bot: QABot, docs_dir: Path | None = None):
         self.bot = bot
@@ -106,7 +106,7 @@ class Handlers:
 
     def rebuild(self, progress: Progress | None = None) -> str:
         try:
-            return format_report(self.bot.rebuild(self.docs_dir, progress=progress), "重建 Rebuild")
+            return format_report(self.bot.rebuild(progress=progress), "重建 Rebuild")
         except (QAIndexError, DocumentError, OSError) as error:
             return format_error(str(error))
 
