@@ -266,8 +266,8 @@ def seed_caveat(quality: dict[str, Any]) -> list[str]:
         total, rate = get(group, "unanswerable"), get(group, "no_answer_rate")
         if total and rate is not None:
             refused.append(f"{round(rate * total)} of {total} {kind.replace('offtopic', 'off-topic')}")
-    caveat = ("The seed article's questions are the ones its answer thresholds were tuned on, so its row is "
-              "optimistic (DRCD was not used for tuning).")
+    caveat = ("The seed article's questions are the ones the answer thresholds were tuned on, so its row is "
+              "optimistic.")
     if refused:
         caveat += (f" Of its unanswerable questions, {' and '.join(refused)} ones (about the article's subject "
                    "but not answered in it) are refused (`found=False`); the others get an answer.")
