@@ -285,11 +285,16 @@ class QABot:
         """Index every supported file under docs_dir from scratch (unchanged passages are not re-embedded)."""
         return self._sync(docs_dir, progress, from_scratch=True)
 
-    def add_documents(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IndexReport:
-        """Upsert documents: new ones are added, changed ones replaced, identical ones skipped."""
+    def add_documents(
+        self, paths: Iterable[str | Path], progress: Progress | None = None, texts: dict[Path, str] | None = None,
+    ) -> IndexReport:
+        """Upsert documents: new ones are added, changed ones replaced, identical ones skipped.
+
+        texts: the text of files already read with load_text (an upload is read once, to check it).
+        """
         report = IndexReport()
         with _timed(report):
-            loaded = self._load_files([Path(p) for p in paths], report)
+            loaded = self._load_files([Path(p) for p in paths], report, texts or {})
             with self._writing():
                 previous = self._current_or_none(require_same_model=True)
                 self._check_not_vanished(previous)
@@ -373,7 +378,7 @@ class QABot:
             )
         return current if same else None
 
-    def _load_files(self, paths: Sequence[Path], report: IndexReport) -> list[_Loaded]:
+    def _load_files(self, paths: Sequence[Path], report: IndexReport, texts: dict[Path, str] | None = None) -> list[_Loaded]:
         loaded: dict[str, _Loaded] = {}
         for path in paths:
             if _UNSHOWABLE.search(self._name_for(path)):
@@ -383,7 +388,7 @@ class QABot:
                 )
                 continue
             try:
-                data_text = load_text(path)
+                data_text = (texts or {}).get(path) or load_text(path)
             except (DocumentError, OSError) as error:
                 report.errors[str(path)] = str(error)
                 continue

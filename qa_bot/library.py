@@ -109,6 +109,7 @@ def add_uploads(
     docs_dir.mkdir(parents=True, exist_ok=True)
     refused: list[str] = []
     staged: dict[str, Path] = {}
+    texts: dict[str, str] = {}  # read once, to refuse unreadable documents before they reach the folder
     staging = Path(tempfile.mkdtemp(prefix="qa-bot-upload-"))
     try:
         for item in files or []:
@@ -120,7 +121,7 @@ def add_uploads(
                 check_upload_size(path.stat().st_size, name, max_bytes)
                 copy = staging / name
                 shutil.copyfile(path, copy)
-                load_text(copy)  # refuse unreadable documents before they reach the folder
+                texts[name] = load_text(copy)
                 dest = docs_dir / name
                 if dest.is_symlink() or (dest.exists() and not dest.is_file()) or not _inside(dest.parent, docs_dir):
                     raise UploadError(f"{name!r} exists in the documents folder and is not a regular file")
@@ -131,7 +132,11 @@ def add_uploads(
         try:
             for name, copy in staged.items():
                 placed.append(_place(copy, docs_dir / name))
-            report = bot.add_documents([p.dest for p in placed], progress=progress) if placed else IndexReport()
+            report = (
+                bot.add_documents([p.dest for p in placed], progress=progress,
+                                  texts={docs_dir / name: texts[name] for name in staged})
+                if placed else IndexReport()
+            )
         except BaseException:
             for p in placed:
                 _undo(p)

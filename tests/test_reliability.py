@@ -91,6 +91,18 @@ def test_docx_of_tiny_paragraphs_within_the_limits_packs_them_into_full_passages
     assert passages[-1].text.endswith("項19999")
 
 
+def test_a_web_upload_reads_the_document_once(fast_bot, docs_dir, tmp_path, monkeypatch):
+    from qa_bot.web.handlers import Handlers
+
+    reads = []
+    original = loaders._READERS[".docx"]
+    monkeypatch.setitem(loaders._READERS, ".docx", lambda path: reads.append(path) or original(path))
+    path = write_docx(tmp_path / "tiny.docx", [f"項{i}" for i in range(2000)])
+    Handlers(fast_bot, docs_dir).upload([str(path)])
+    assert "tiny.docx" in fast_bot.store.documents and (docs_dir / "tiny.docx").is_file()
+    assert len(reads) == 1  # checked and indexed from one read (it was read twice)
+
+
 # -- defect 8 (loader part): one bad byte, NUL bytes late in a file --------------------------
 
 
