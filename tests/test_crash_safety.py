@@ -1,21 +1,21 @@
 """A writer killed at any point leaves the old index or the new one, never an error or a mix.
 
-Each trial starts a real `QABot.rebuild()` in a subprocess, slowed down at every step of
-embedding and saving (each step prints a marker first), and SIGKILLs it at a chosen
-point. Then `FaissStore.load` must give exactly the state before or the state after.
+Each trial starts a real `QABot.rebuild()` in a subprocess that announces every step of
+embedding and saving (a marker on stdout) and SIGKILLs itself at a chosen step, before or
+after its work: no timing, so a busy machine cannot move the kill into another phase, and
+each trial asserts the phase it died in. Then `FaissStore.load` must give exactly the state
+before or the state after.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ QUESTIONS = ["臺南市立圖書館什麼時候開館？", "阿里山森林鐵�
 # The writer: a rebuild over the new documents with every slow step announced on stdout.
 WRITER = textwrap.dedent(
     """
-    import json, os, shutil, sys, time
+    import json, os, shutil, signal, sys, time
     sys.path.insert(0, {tests!r})
     from conftest import HashEmbedder
     import qa_bot.stores.faiss as index_module
@@ -54,19 +54,34 @@ WRITER = textwrap.dedent(
 
     index_dir, docs_dir, pause, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 
+    kill_marker, kill_count, kill_when = (os.environ.get("KILL_AT") or "::").split(":")
+    counts = {{}}
+
+    def check_kill(name, when):
+        if (name, str(counts.get(name)), when) == (kill_marker, kill_count, kill_when):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def announce(name, *extra):
+        counts[name] = counts.get(name, 0) + 1
+        print(name, *extra, flush=True)
+        check_kill(name, "before")
+
     def step(name, function, seconds):
         def slowed(*args, **kwargs):
-            print(name, flush=True)
+            announce(name)
             time.sleep(seconds)
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
+            check_kill(name, "after")
+            return result
         return slowed
 
     class SlowEmbedder(HashEmbedder):
         def encode_passages(self, texts, batch_size=32, progress=None):
-            print("embed", time.time(), flush=True)
+            announce("embed", time.time())
             time.sleep(pause * 4)
             vectors = super().encode_passages(texts, batch_size, progress)
-            print("embedded", time.time(), flush=True)
+            check_kill("embed", "after")
+            announce("embedded", time.time())
             return vectors
 
     index_module.json.dumps = step("dumps", json.dumps, pause / 4)  # once per passage, then the manifest
@@ -77,42 +92,40 @@ WRITER = textwrap.dedent(
     index_module.shutil.rmtree = step("rmtree", shutil.rmtree, pause)
     tokenize("預熱分詞")  # load the tokenizer before "ready", so that delays measure the write itself
     bot = QABot(index_dir=index_dir, docs_dir=docs_dir, embedder=SlowEmbedder())
-    print("ready", flush=True)
+    announce("ready")
     if mode == "rebuild":
         bot.rebuild()
     else:
         bot.add_documents(sys.argv[5:])
-    print("done", flush=True)
+    announce("done")
     """
 ).format(tests=str(TESTS))
 
 # Markers of one run, in order: ready, sha256 x7 (reading the old index), embed, embedded, dumps x2 (the
 # passages), write_index, sha256 x7 (the new generation), fsync_dir x2, replace (the generation into place),
 # dumps (the manifest), replace (the manifest swap), fsync_dir, rmtree (the old generation), done.
-# Each step prints its marker and then sleeps before doing its work.
-PAUSE = 0.05
-# (marker, occurrence, extra delay): kill this long after the n-th time the writer prints the marker.
+# (marker, occurrence, when): the writer kills itself at the n-th time it reaches that step, before or after
+# the step's work.
 KILL_POINTS = [
-    ("ready", 1, 0.0),
-    ("ready", 1, 0.03),
-    ("sha256", 3, 0.0),  # while reading the old index
-    ("embed", 1, 0.0),
-    ("embed", 1, 0.1),
-    ("dumps", 1, 0.0),  # the staging chunks.jsonl is half written
-    ("dumps", 2, 0.0),
-    ("write_index", 1, 0.0),
-    ("write_index", 1, PAUSE + 0.01),  # dense.faiss written, bm25 being saved
-    ("sha256", 10, 0.0),  # checksumming the new generation
-    ("fsync_dir", 1, 0.0),
-    ("replace", 1, 0.0),  # just before the generation is renamed into place
-    ("replace", 1, PAUSE + 0.005),  # the generation is in place, the manifest still names the old one
-    ("dumps", 3, 0.0),  # the new manifest is being made
-    ("dumps", 3, PAUSE / 4 + 0.005),  # ... and written to its temporary file
-    ("replace", 2, 0.0),  # just before the manifest swap
-    ("replace", 2, PAUSE + 0.01),  # just after it
-    ("rmtree", 1, 0.0),  # before the old generation is removed
-    ("rmtree", 1, PAUSE + 0.002),  # while or after it is removed
-    ("done", 1, 0.0),
+    ("ready", 1, "before"),
+    ("sha256", 3, "before"),  # while reading the old index
+    ("embed", 1, "before"),
+    ("embed", 1, "after"),  # embedded, nothing written
+    ("dumps", 1, "before"),  # the staging chunks.jsonl is open, empty
+    ("dumps", 2, "before"),  # ... half written
+    ("write_index", 1, "before"),
+    ("write_index", 1, "after"),  # dense.faiss written, bm25 not yet
+    ("sha256", 10, "before"),  # checksumming the new generation
+    ("fsync_dir", 1, "before"),
+    ("replace", 1, "before"),  # just before the generation is renamed into place
+    ("replace", 1, "after"),  # the generation is in place, the manifest still names the old one
+    ("dumps", 3, "before"),  # the new manifest is being made
+    ("dumps", 3, "after"),  # ... made, not yet written to its temporary file
+    ("replace", 2, "before"),  # just before the manifest swap
+    ("replace", 2, "after"),  # just after it
+    ("rmtree", 1, "before"),  # before the old generation is removed
+    ("rmtree", 1, "after"),  # after it is removed
+    ("done", 1, "before"),
 ]
 
 
@@ -152,56 +165,37 @@ def states(tmp_path_factory):
     return {"template": template, "new_docs": new_docs, "old": old, "new": new}
 
 
-def start_writer(index_dir: Path, docs_dir: Path, mode: str, *paths: str, pause: float = PAUSE) -> subprocess.Popen:
+def start_writer(index_dir: Path, docs_dir: Path, mode: str, *paths: str, pause: float = 0.0,
+                 kill: tuple[str, int, str] | None = None) -> subprocess.Popen:
+    """A writer process; `kill` = (marker, occurrence, "before" | "after"): where it SIGKILLs itself."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "KILL_AT": ":".join(map(str, kill or ()))}
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(index_dir), str(docs_dir), str(pause), mode, *paths],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
     )
 
 
-def wait_for(process: subprocess.Popen, marker: str, occurrence: int, timeout: float = 30) -> list[str]:
-    """Read the writer's markers until `marker` was printed `occurrence` times (or the writer ended)."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if not ready:
-            continue
-        line = process.stdout.readline()
-        if not line:  # the writer ended; the last markers tell where it was
-            return seen
-        seen.append(line.split()[0])
-        if seen.count(marker) >= occurrence:
-            return seen
-    raise AssertionError(f"writer stuck after {seen[-5:]}")
+def run_killed(index_dir: Path, docs_dir: Path, marker: str, occurrence: int, when: str) -> list[str]:
+    """Rebuild until the writer kills itself at the chosen step; the markers it printed, checked to end there."""
+    writer = start_writer(index_dir, docs_dir, "rebuild", kill=(marker, occurrence, when))
+    out, err = writer.communicate(timeout=120)
+    seen = [line.split()[0] for line in out.splitlines()]
+    assert writer.returncode == -signal.SIGKILL, err
+    assert seen and seen[-1] == marker and seen.count(marker) == occurrence, f"died elsewhere: {seen[-3:]}"
+    return seen
 
 
-@pytest.mark.parametrize(("marker", "occurrence", "delay"), KILL_POINTS)
-def test_killed_rebuild_leaves_old_or_new_index(states, tmp_path, marker, occurrence, delay):
+@pytest.mark.parametrize(("marker", "occurrence", "when"), KILL_POINTS)
+def test_killed_rebuild_leaves_old_or_new_index(states, tmp_path, marker, occurrence, when):
     index_dir = tmp_path / "index"
     shutil.copytree(states["template"], index_dir)
-    writer = start_writer(index_dir, states["new_docs"], "rebuild")
-    try:
-        seen = wait_for(writer, marker, occurrence)
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-    finally:
-        writer.wait(timeout=30)
-        writer.stdout.close()
-        stderr = writer.stderr.read()
-        writer.stderr.close()
-    finished = "done" in seen
-    assert writer.returncode in (-signal.SIGKILL, 0), stderr
+    seen = run_killed(index_dir, states["new_docs"], marker, occurrence, when)
     loaded = snapshot(FaissStore.load(index_dir))
     assert loaded in (states["old"], states["new"]), f"a mix after {seen[-3:]}"
-    if finished:
-        assert loaded == states["new"]
+    # The manifest swap (the second os.replace) decides: before it the old index, after it the new one.
     swaps = [i for i, name in enumerate(seen) if name == "replace"]
-    if len(swaps) < 2:  # killed before the manifest swap
-        assert loaded == states["old"], seen[-3:]
-    elif swaps[1] < len(seen) - 1:  # a step after the swap had started
-        assert loaded == states["new"], seen[-3:]
+    swapped = len(swaps) >= 2 and (swaps[1] < len(seen) - 1 or when == "after")
+    assert loaded == (states["new"] if swapped else states["old"]), seen[-3:]
     # The next writer takes the lock the dead one held, clears its leftovers and completes the job.
     bot = QABot(index_dir=index_dir, docs_dir=states["new_docs"], embedder=HashEmbedder())
     report = bot.update()
@@ -212,22 +206,13 @@ def test_killed_rebuild_leaves_old_or_new_index(states, tmp_path, marker, occurr
     # Staging folders and temporary manifests are gone; an old generation may stay when the kill came
     # after the swap (see test_stale_generation_is_removed_by_the_next_writer).
     assert all(name.startswith("g-") for name in leftovers), leftovers
-    assert not leftovers or len(swaps) >= 2, leftovers
-
-
-def kill_at(index_dir: Path, docs_dir: Path, marker: str, occurrence: int) -> list[str]:
-    writer = start_writer(index_dir, docs_dir, "rebuild")
-    try:
-        return wait_for(writer, marker, occurrence)
-    finally:
-        writer.kill()
-        writer.communicate(timeout=30)
+    assert not leftovers or swapped, leftovers
 
 
 def test_stale_generation_is_removed_by_the_next_writer(states, tmp_path):
     index_dir = tmp_path / "index"
     shutil.copytree(states["template"], index_dir)
-    kill_at(index_dir, states["new_docs"], "rmtree", 1)
+    run_killed(index_dir, states["new_docs"], "rmtree", 1, "before")
     assert snapshot(FaissStore.load(index_dir)) == states["new"]
     QABot(index_dir=index_dir, docs_dir=states["new_docs"], embedder=HashEmbedder()).update()
     assert len([p for p in index_dir.iterdir() if p.name.startswith("g-")]) == 1
