@@ -381,18 +381,18 @@ class QABot:
     def _load_files(self, paths: Sequence[Path], report: IndexReport, texts: dict[Path, str] | None = None) -> list[_Loaded]:
         loaded: dict[str, _Loaded] = {}
         for path in paths:
-            if _UNSHOWABLE.search(self._name_for(path)):
-                report.errors[str(path)] = (
-                    f"{ascii(path.name)}: a file name with a line break, control character or text-direction "
-                    "override would display wrongly (or spoofed) in lists; rename the file"
-                )
-                continue
             try:
                 data_text = (texts or {}).get(path) or load_text(path)
             except (DocumentError, OSError) as error:
                 report.errors[str(path)] = str(error)
                 continue
             name = self._name_for(path)
+            if _UNSHOWABLE.search(name):
+                report.errors[str(path)] = (
+                    f"{ascii(path.name)}: a file name with a line break, control character or text-direction "
+                    "override would display wrongly (or spoofed) in lists; rename the file"
+                )
+                continue
             if name in loaded:
                 report.errors[str(path)] = f"two files in this batch are named {name!r}; rename one"
                 continue
