@@ -257,28 +257,18 @@ def test_serve_on_a_port_in_use_says_so_before_building_anything(tmp_path, docs_
 
 def test_api_says_what_is_wrong_with_a_malformed_call(fast_bot, docs_dir):
     """The Gradio API answered {"error": null} to these."""
-    from gradio_client import Client
-    from test_web import free_port
+    from test_web import api_client
 
-    from qa_bot.web import build_app, launch_options
-
-    demo = build_app(fast_bot, docs_dir)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        with index_unchanged(fast_bot):
-            with pytest.raises(Exception, match="question must be a string \\(text\\), not int"):
-                client.predict(42, None, api_name="/ask")
-            with pytest.raises(Exception, match="history must be a list of .* turn 1 is 'oops'"):
-                client.predict("交流會在哪裡召開？", ["oops"], api_name="/ask")
-            with pytest.raises(Exception, match="history must be a list of .*, not str"):
-                client.predict("交流會在哪裡召開？", "oops", api_name="/ask")
-            with pytest.raises(Exception, match="k must be a whole number from 1 to 20, not None"):
-                client.predict("交流會在哪裡召開？", None, api_name="/retrieve")
-            assert client.predict("交流會在哪裡召開？", [["福建省政協主席是誰？", None]], api_name="/ask")["text"]
-    finally:
-        demo.close()
+    with api_client(fast_bot, docs_dir) as client, index_unchanged(fast_bot):
+        with pytest.raises(Exception, match="question must be a string \\(text\\), not int"):
+            client.predict(42, None, api_name="/ask")
+        with pytest.raises(Exception, match="history must be a list of .* turn 1 is 'oops'"):
+            client.predict("交流會在哪裡召開？", ["oops"], api_name="/ask")
+        with pytest.raises(Exception, match="history must be a list of .*, not str"):
+            client.predict("交流會在哪裡召開？", "oops", api_name="/ask")
+        with pytest.raises(Exception, match="k must be a whole number from 1 to 20, not None"):
+            client.predict("交流會在哪裡召開？", None, api_name="/retrieve")
+        assert client.predict("交流會在哪裡召開？", [["福建省政協主席是誰？", None]], api_name="/ask")["text"]
 
 
 def test_failed_logins_are_answered_one_at_a_time_after_a_delay(fast_bot, docs_dir, monkeypatch):

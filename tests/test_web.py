@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import socket
@@ -376,16 +377,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_app_api_ask_and_retrieve(fast_bot, docs_dir):
+@contextlib.contextmanager
+def api_client(bot, docs_dir):
+    """A gradio_client Client of the app served over `bot` on a free local port."""
     from gradio_client import Client
 
     from qa_bot.web import build_app, launch_options
 
-    demo = build_app(fast_bot, docs_dir)
+    demo = build_app(bot, docs_dir)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_app_api_ask_and_retrieve(fast_bot, docs_dir):
+    with api_client(fast_bot, docs_dir) as client:
         endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         assert set(endpoints) == {"/ask", "/retrieve"}  # UI events are not exposed
         answer = client.predict("交流會在哪裡召開？", None, api_name="/ask")
@@ -397,8 +406,6 @@ def test_app_api_ask_and_retrieve(fast_bot, docs_dir):
         assert len(result["passages"]) == 3 and {"text", "source", "start", "end"} <= set(result["passages"][0])
         with pytest.raises(Exception, match="empty"):
             client.predict("   ", None, api_name="/ask")
-    finally:
-        demo.close()
 
 
 def test_app_py_and_qa_bot_serve_share_one_parser(monkeypatch):
