@@ -13,6 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from .answer_model import (
+    AnswerModel,
+    Sentence,
+    confidence_features,
+    default_model,
+    sentence_features,
+    span_candidates,
+)
 from .records import Passage
 from .stores.bm25 import idf
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
@@ -72,6 +82,8 @@ class Answer:
     quotes: list[Quote] = field(default_factory=list)
     language: str = "zh-hant"
     query: str = ""  # what was searched (the question, completed from history for follow-ups)
+    confidence: float = 0.0  # P(the quotes answer the question), calibrated for Chinese questions
+    short: Quote | None = None  # the exact answer inside the first quote (a name, place, date, number)
 
     def highlights(self, n: int) -> list[tuple[int, int]]:
         """The (start, end) ranges of citations[n-1].text quoted in the answer."""
@@ -83,6 +95,8 @@ class Answer:
             "found": self.found,
             "language": self.language,
             "query": self.query,
+            "confidence": self.confidence,
+            "short": self.short.to_dict() if self.short else None,
             "quotes": [q.to_dict() for q in self.quotes],
             "citations": [
                 {**p.to_dict(), "n": n, "highlights": self.highlights(n)} for n, p in enumerate(self.citations, 1)
@@ -239,8 +253,8 @@ class _Candidate:
     start: int
     end: int
     score: float
-    overlap: float
-    similarity: float
+    overlap: float = 0.0
+    similarity: float = 0.0
 
 
 def compose(
@@ -251,11 +265,16 @@ def compose(
     picker: SentencePicker,
     sentence_similarity: list[list[float]] | None = None,
     settings: AnswerSettings = AnswerSettings(),
+    model: AnswerModel | None = None,
+    learned: bool = True,
 ) -> Answer:
     """Choose the sentences that answer the question and assemble the cited answer.
 
+    Questions with CJK go through the learned answer model (qa_bot.answer_model); questions
+    without CJK keep the hand-set picker (AnswerSettings), as there is no English training data.
+    learned=False forces the hand-set picker (the old answer layer, kept for side-by-side benchmarks).
     sentence_similarity[i][j], when given, is the dense cosine of the question with
-    sentence j of passage i (used for questions without CJK, where overlap is blind).
+    sentence j of passage i (used by the hand-set picker for questions without CJK).
     """
     language = script_of(question)
     if not passages:
@@ -267,6 +286,71 @@ def compose(
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
+    if learned and has_cjk(question):
+        return _compose_learned(question, query, passages, index, picker, weights, model or default_model())
+    chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings)
+    if not chosen:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
+    return _assemble(question, query, passages, index, chosen, confidence=1.0)
+
+
+def _compose_learned(
+    question: str, query: str, passages: list[Passage], index: Store, picker: SentencePicker, weights: Counter,
+    model: AnswerModel,
+) -> Answer:
+    """The learned layer: rank sentences, refuse below the confidence threshold, find the short answer."""
+    language = script_of(question)
+    sentences = candidate_sentences(passages)
+    if not sentences:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
+    features = sentence_features(question, weights, picker.overlap, passages, sentences)
+    probabilities = model.ranker.probability(features)
+    best = int(np.argmax(probabilities))
+    confidence = float(model.confidence.probability(confidence_features(features, probabilities, best, question)))
+    if confidence < model.found_threshold:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
+    s = sentences[best]
+    chosen = [_Candidate(s.rank + 1, s.start, s.end, float(probabilities[best]))]
+    answer = _assemble(question, query, passages, index, chosen, confidence)
+    answer.short = _short_answer(question, answer.quotes[0], answer.citations[0], index, model, probabilities[best])
+    return answer
+
+
+def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
+    """The sentences of the first PASSAGES_READ passages, in order."""
+    sentences = []
+    for rank, passage in enumerate(passages[:PASSAGES_READ]):
+        spans = sentence_spans(passage.text)
+        for j, (start, end) in enumerate(spans):
+            heading = _is_heading_line(passage, start, end)
+            sentences.append(Sentence(rank, start, end, j, len(spans), heading, spans[j - 1][0] if j else start))
+    return sentences
+
+
+def _short_answer(
+    question: str, quote: Quote, passage: Passage, index: Store, model: AnswerModel, sentence_probability: float
+) -> Quote | None:
+    """The best-scoring span of the quoted sentence, if the span scorer is sure enough; else None."""
+    spans = span_candidates(question, quote.text, float(sentence_probability))
+    if not spans:
+        return None
+    scores = model.span.probability(np.asarray([span.features for span in spans]))
+    best = int(np.argmax(scores))
+    if scores[best] < model.span_threshold:
+        return None
+    chunk = index.chunks[passage.chunk_id]
+    start, end = quote.passage_start + spans[best].start, quote.passage_start + spans[best].end
+    return Quote(
+        passage.text[start:end], quote.citation, start, end, chunk.original_offset(start),
+        chunk.original_offset(end - 1) + 1, float(scores[best]),
+    )
+
+
+def _pick_by_hand(
+    passages: list[Passage], picker: SentencePicker, weights: Counter, cross_lingual: bool,
+    sentence_similarity: list[list[float]] | None, settings: AnswerSettings,
+) -> list[_Candidate]:
+    """The hand-set picker: overlap + cosine + passage prior, thresholds of AnswerSettings; [] if irrelevant."""
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
     for rank, passage in enumerate(passages[:PASSAGES_READ]):
@@ -283,16 +367,23 @@ def compose(
                 score *= settings.heading_weight
             candidates.append(_Candidate(rank + 1, start, end, score, overlap, semantic))
     if not candidates:
-        return Answer(message("not_found", language), passages, False, [], language, query)
+        return []
     best = max(candidates, key=lambda c: c.score)
     if not _is_relevant(passages[0], candidates, best, cross_lingual, settings):
-        return Answer(message("not_found", language), passages, False, [], language, query)
-    chosen = [best] + [
+        return []
+    return [best] + [
         c for c in sorted(candidates, key=lambda c: -c.score)
         if c is not best and c.score >= settings.keep_ratio * best.score and c.overlap > 0
         and c.end - c.start >= settings.min_quote_chars
     ][: MAX_QUOTES - 1]
-    chosen.sort(key=lambda c: (c.citation, c.start))
+
+
+def _assemble(
+    question: str, query: str, passages: list[Passage], index: Store, chosen: list[_Candidate], confidence: float
+) -> Answer:
+    """Quotes in document order, each quoted text once; the quoted passages cited first."""
+    unique = {passages[c.citation - 1].text[c.start : c.end]: c for c in reversed(chosen)}  # best one kept
+    chosen = sorted(unique.values(), key=lambda c: (c.citation, c.start))
     # Cite only the passages quoted, numbered in order; the rest follow as further reading.
     order = list(dict.fromkeys(c.citation for c in chosen))
     order += [n for n in range(1, len(passages) + 1) if n not in order]
@@ -309,7 +400,7 @@ def compose(
             )
         )
     text = "".join(f"{q.text}[{q.citation}]" for q in quotes)
-    return Answer(text, citations, True, quotes, language, query)
+    return Answer(text, citations, True, quotes, script_of(question), query, confidence=confidence)
 
 
 def _is_heading_line(passage: Passage, start: int, end: int) -> bool:

@@ -1,0 +1,417 @@
+"""Train the answer model (qa_bot/answer_model.json) and measure it against the hand-set picker.
+
+    python bench/train_answer.py            # `make train`: retrain, evaluate, write the results
+    python bench/train_answer.py --evaluate # only evaluate the committed model
+
+Data (../shared/benchmarks, licences in their READMEs): DRCD dev near-miss (CC BY-SA 3.0;
+answerable and near-topic unanswerable questions) and CMRC 2018 trial (CC BY-SA 4.0), each
+asked against its own index; off-topic negatives are the questions of one corpus asked
+against the other corpus' index plus OFF_TOPIC below. Every article (and every off-topic
+question) falls by a hash of its id into train (60 %), validation (20 %) or report (20 %):
+models are fitted on train, every setting (regularisation, thresholds) is chosen on
+validation, and the numbers in docs come from report. The seed questions (tests/data) are
+never trained on; they are reported separately.
+
+Retrieval results are cached under bench/cache/answer/ (git-ignored), so a re-run takes
+minutes. Writes qa_bot/answer_model.json, bench/results/answer_model.json and
+docs/answer-confidence.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.datasets import OFFTOPIC_QUESTIONS, RESULTS, ROOT, SEED_QUESTIONS, SEEDS, read_jsonl  # noqa: E402
+from qa_bot import QABot  # noqa: E402
+from qa_bot.answer import SentencePicker, candidate_sentences, compose  # noqa: E402
+from qa_bot.answer_model import (  # noqa: E402
+    MODEL_FILE,
+    AnswerModel,
+    Logistic,
+    confidence_features,
+    sentence_features,
+    span_candidates,
+)
+from qa_bot.retriever import Retriever  # noqa: E402
+from qa_bot.textnorm import to_simplified  # noqa: E402
+
+SHARED = Path(os.environ.get("QA_BOT_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
+CACHE = ROOT / "bench" / "cache" / "answer"
+RESULT_FILE = RESULTS / "answer_model.json"
+PLOT = ROOT / "docs" / "answer-confidence.png"
+SEED = 0
+CROSS_SAMPLE = 500  # questions of one corpus asked against the other corpus' index, per direction
+MIN_FOUND = 0.96  # the confidence threshold keeps at least this share of answerable validation questions
+MIN_SHORT_PRECISION = 0.88  # the span threshold: short answers exactly right this often on validation
+# Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
+OFF_TOPIC = [
+    "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
+    "今天天气怎么样？", "明天會下雨嗎？", "你好", "謝謝你", "你是谁？", "講個笑話吧", "😀😀😀", "？？？", "……", "!!!",
+    "🍝🍕🍔？", "如何用Python读取CSV文件？", "JavaScript的閉包是什麼？", "怎么重置路由器密码？", "附近有什麼好吃的餐廳？",
+    "推薦幾本好看的小說", "最近有什么好看的电影？", "怎样减肥最有效？", "如何学好英语？", "咖啡和茶哪個比較健康？",
+    "What is the weather like today?", "Tell me a joke.", "How do I bake chocolate cookies?", "股票明天会涨吗？",
+    "如何養一隻貓？", "手机没电了怎么办？", "信用卡密碼忘記了怎麼辦？", "怎么做番茄炒蛋？", "周末去哪裡玩比較好？",
+    "請幫我寫一首詩", "1+1等于几？", "現在幾點了？", "我的快递到哪了？", "怎样煮出好吃的米饭？", "ok", "。。。",
+]  # fmt: skip
+_SPACE = re.compile(r"\s+")
+
+
+def split_of(key: str) -> str:
+    """'train', 'validation' or 'report', fixed by a hash of an article id (or off-topic question)."""
+    bucket = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+    return "train" if bucket < 6 else "validation" if bucket < 8 else "report"
+
+
+def article_key(corpus: str, source: str) -> str:
+    """DRCD dev and its near-miss version share article ids (drcd-1147.txt, doc-1147.txt)."""
+    stem = Path(source).stem
+    return f"{corpus}:{stem.split('-', 1)[1]}"
+
+
+def squash(text: str) -> str:
+    return _SPACE.sub("", text)
+
+
+def holds(text: str, answers: list[str]) -> bool:
+    squashed = squash(text)
+    return any(squash(a) and squash(a) in squashed for a in answers)
+
+
+def exact(text: str, answers: list[str]) -> bool:
+    return any(squash(to_simplified(text)) == squash(to_simplified(a)) for a in answers)
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def question_sets() -> tuple[dict[str, QABot], list[dict]]:
+    """The bots (one per corpus) and every question: its corpus, split, gold answers and kind."""
+    bots = {name: QABot(index_dir=CACHE / f"{name}-index", docs_dir=SHARED / folder / "docs")
+            for name, folder in (("drcd", "drcd-dev-nearmiss"), ("cmrc", "cmrc2018-trial"))}
+    bots["cmrc"]._embedder = bots["drcd"].embedder  # one model in memory
+    drcd = read_jsonl(SHARED / "drcd-dev-nearmiss" / "questions.jsonl")
+    cmrc = read_jsonl(SHARED / "cmrc2018-trial" / "questions.jsonl")
+    items = []
+    for q in drcd:
+        kind = "answerable" if q["answerable"] else "near-topic"
+        items.append({**q, "corpus": "drcd", "index": "drcd", "kind": kind, "split": split_of(article_key("drcd", q["source"]))})
+    for q in cmrc:
+        items.append({**q, "corpus": "cmrc", "index": "cmrc", "kind": "answerable", "split": split_of(article_key("cmrc", q["source"]))})
+    rng = np.random.default_rng(SEED)
+    for own, other, pool in (("drcd", "cmrc", [q for q in drcd if q["answerable"]]), ("cmrc", "drcd", cmrc)):
+        for i in sorted(rng.choice(len(pool), CROSS_SAMPLE, replace=False)):
+            q = pool[i]
+            items.append({"id": f"x-{q['id']}", "question": q["question"], "answers": [], "corpus": own, "index": other,
+                          "kind": "off-topic", "split": split_of(article_key(own, q["source"]))})
+    for i, text in enumerate(OFF_TOPIC):
+        for index in ("drcd", "cmrc"):
+            items.append({"id": f"o{i}-{index}", "question": text, "answers": [], "corpus": "generated", "index": index,
+                          "kind": "off-topic", "split": split_of(f"offtopic:{text}")})
+    return bots, [item for item in items if item["question"].strip()]  # CMRC trial has a blank question
+
+
+def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
+    """The top-5 passages of every question, cached by the question list and the indexes' generations."""
+    for bot in bots.values():
+        bot.update()
+    key = hashlib.sha1(json.dumps([[i["index"], i["question"]] for i in items], ensure_ascii=False).encode()).hexdigest()
+    key += "-" + "-".join(str(bots[name].index.generation) for name in sorted(bots))
+    path = CACHE / f"passages-{key[:16]}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    retrievers = {name: Retriever(bot.index, bot.embedder) for name, bot in bots.items()}
+    passages = [retrievers[item["index"]].search(item["question"], k=5) for item in items]
+    path.write_bytes(pickle.dumps(passages))
+    return passages
+
+
+# -- features and fitting --------------------------------------------------------------------------
+
+
+def featurise(bots: dict[str, QABot], items: list[dict], passages: list[list]) -> list[dict]:
+    """Per question: its candidate sentences, their ranker features and which ones hold a gold answer."""
+    pickers = {name: SentencePicker(bot.index) for name, bot in bots.items()}
+    rows = []
+    for item, found in zip(items, passages):
+        sentences = candidate_sentences(found)
+        picker = pickers[item["index"]]
+        features = sentence_features(item["question"], picker.weights(item["question"]), picker.overlap, found, sentences)
+        texts = [found[s.rank].text[s.start : s.end] for s in sentences]
+        labels = np.asarray([holds(t, item["answers"]) for t in texts], dtype=bool)
+        rows.append({"features": features, "labels": labels, "texts": texts})
+    return rows
+
+
+def fit(x: np.ndarray, y: np.ndarray, c: float) -> Logistic:
+    """A standardised L2 logistic regression (scikit-learn, training only)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    model = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
+    return Logistic(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+def top1(ranker: Logistic, rows: list[dict]) -> float:
+    """Share of questions (with a gold sentence among the candidates) whose best-ranked sentence holds it."""
+    useful = [r for r in rows if r["labels"].any()]
+    return float(np.mean([r["labels"][np.argmax(ranker.probability(r["features"]))] for r in useful]))
+
+
+def train(items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
+    """Fit ranker, confidence and span models on train; choose C and thresholds on validation."""
+    part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])]
+            for s in ("train", "validation")}
+    answerable = {s: [r for i, r in part[s] if i["answers"] and r["labels"].any()] for s in part}
+    x = np.vstack([r["features"] for r in answerable["train"]])
+    y = np.concatenate([r["labels"] for r in answerable["train"]])
+    choices = {c: fit(x, y, c) for c in (0.01, 0.1, 1.0, 10.0)}
+    scores = {c: top1(m, answerable["validation"]) for c, m in choices.items()}
+    c_ranker = max(scores, key=scores.get)
+    ranker = choices[c_ranker]
+
+    def question_rows(pairs: list) -> tuple[np.ndarray, np.ndarray, list]:
+        feats, labels, best_texts = [], [], []
+        for item, row in pairs:
+            p = ranker.probability(row["features"])
+            best = int(np.argmax(p))
+            feats.append(confidence_features(row["features"], p, best, item["question"]))
+            labels.append(bool(item["answers"]) and bool(row["labels"][best]))
+            best_texts.append((row["texts"][best], float(p[best])))
+        return np.asarray(feats), np.asarray(labels), best_texts
+
+    conf_x, conf_y, train_best = question_rows(part["train"])
+    val_x, val_y, val_best = question_rows(part["validation"])
+    confidence = fit(conf_x, conf_y, 1.0)
+    val_conf = confidence.probability(val_x)
+    val_answerable = np.asarray([bool(i["answers"]) for i, _ in part["validation"]])
+    found_threshold = float(np.quantile(val_conf[val_answerable], 1 - MIN_FOUND))
+
+    span_x, span_y = [], []
+    for (item, _), (text, prob) in zip(part["train"], train_best):
+        if item["answers"] and holds(text, item["answers"]):
+            for span in span_candidates(item["question"], text, prob):
+                span_x.append(span.features)
+                span_y.append(exact(text[span.start : span.end], item["answers"]))
+    span = fit(np.asarray(span_x), np.asarray(span_y), 1.0)
+    shown = []  # (score, exact) of the best span per answerable validation question that is found
+    for (item, _), (text, prob), conf in zip(part["validation"], val_best, val_conf):
+        if item["answers"] and conf >= found_threshold:
+            spans = span_candidates(item["question"], text, prob)
+            if spans:
+                s = span.probability(np.asarray([c.features for c in spans]))
+                b = int(np.argmax(s))
+                shown.append((float(s[b]), exact(text[spans[b].start : spans[b].end], item["answers"])))
+    span_threshold = _threshold_for_precision(shown, MIN_SHORT_PRECISION)
+    model = AnswerModel(ranker, confidence, span, found_threshold, span_threshold)
+    chosen = {
+        "ranker_C": c_ranker, "ranker_top1_validation_by_C": scores, "found_threshold": found_threshold,
+        "span_threshold": span_threshold, "train_questions": len(part["train"]),
+        "validation_questions": len(part["validation"]), "span_rows": len(span_y),
+    }
+    return model, chosen
+
+
+def _threshold_for_precision(shown: list[tuple[float, bool]], precision: float) -> float:
+    """The lowest score threshold whose shown answers are exactly right at least `precision` of the time."""
+    ordered = sorted(shown, reverse=True)
+    best, right = 1.0, 0
+    for n, (score, ok) in enumerate(ordered, 1):
+        right += ok
+        if right / n >= precision:
+            best = score
+    return best
+
+
+def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
+    data = {
+        "about": "Trained by bench/train_answer.py (make train) on DRCD dev near-miss and CMRC 2018 trial; see docs/quality.md",
+        "ranker": model.ranker.to_dict(), "confidence": model.confidence.to_dict(), "span": model.span.to_dict(),
+        "found_threshold": model.found_threshold, "span_threshold": model.span_threshold,
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+GROUPS = {  # (corpus, kind) -> name in the results
+    ("drcd", "answerable"): "drcd_nearmiss_answerable",
+    ("drcd", "near-topic"): "drcd_nearmiss_unanswerable",
+    ("cmrc", "answerable"): "cmrc_trial",
+}
+
+
+def _group(item: dict) -> str:
+    return GROUPS.get((item["corpus"], item["kind"]), "off_topic")
+
+
+def answer_row(answer, answers: list[str]) -> dict:
+    """What one answer scores: found, answer-hit, length, duplicates, the short answer."""
+    texts = [q.text for q in answer.quotes]
+    row = {"found": answer.found, "chars": sum(map(len, texts)), "duplicate": len(texts) != len(set(texts)),
+           "confidence": answer.confidence}
+    if answers:
+        row["hit"] = answer.found and holds(answer.text, answers)
+        row["short_shown"] = answer.short is not None
+        row["short_exact"] = answer.short is not None and exact(answer.short.text, answers)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    answerable = [r for r in rows if "hit" in r]
+    found = [r for r in rows if r["found"]]
+    out = {"questions": len(rows)}
+    if answerable:
+        shown = [r for r in answerable if r["short_shown"]]
+        out |= {
+            "answer_hit": round(float(np.mean([r["hit"] for r in answerable])), 4),
+            "found": round(float(np.mean([r["found"] for r in answerable])), 4),
+            "short_shown": round(len(shown) / len(answerable), 4),
+            "short_exact_of_shown": round(float(np.mean([r["short_exact"] for r in shown])), 4) if shown else None,
+        }
+    else:
+        out["refused"] = round(float(np.mean([not r["found"] for r in rows])), 4)
+    if found:
+        out["median_answer_chars"] = float(np.median([r["chars"] for r in found]))
+        out["duplicate_quotes"] = int(sum(r["duplicate"] for r in found))
+    return out
+
+
+def evaluate(bots: dict[str, QABot], items: list[dict], passages: list[list], model: AnswerModel, split: str) -> dict:
+    """Old (hand-set) and new (learned) answer layer on one split, by question group."""
+    pickers = {name: SentencePicker(bot.index) for name, bot in bots.items()}
+    rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
+    for item, found in zip(items, passages):
+        if item["split"] != split:
+            continue
+        for variant in rows:
+            bot = bots[item["index"]]
+            started = time.perf_counter()
+            answer = compose(item["question"], item["question"], found, bot.index, pickers[item["index"]],
+                             model=model, learned=variant == "new")
+            row = answer_row(answer, item["answers"]) | {"compose_ms": (time.perf_counter() - started) * 1000}
+            rows[variant].setdefault(_group(item), []).append(row)
+    return {variant: {group: summarise(r) | {"compose_ms_p50": round(float(np.median([x["compose_ms"] for x in r])), 2)}
+                      for group, r in sorted(groups.items())} for variant, groups in rows.items()}
+
+
+def evaluate_seed(model: AnswerModel) -> dict:
+    """The seed article with the team's own questions (never trained on), through QABot.ask()."""
+    bot = QABot(index_dir=CACHE / "seed-index", docs_dir=SEEDS)
+    bot.update()
+    picker = SentencePicker(bot.index)
+    questions = read_jsonl(SEED_QUESTIONS) + read_jsonl(OFFTOPIC_QUESTIONS)
+    rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
+    for item in questions:
+        new = bot.ask(item["question"])
+        passages = bot.retrieve(item["question"], k=5)
+        similarity = None
+        if passages and not re.search(r"[\u4e00-\u9fff]", item["question"]):
+            similarity = bot._sentence_similarity(passages[:3], bot.embedder.encode_query(item["question"]))
+        old = compose(item["question"], item["question"], passages, bot.index, picker, similarity, learned=False)
+        group = "answerable" if item["answers"] else item.get("kind", "offtopic")
+        for variant, answer in (("old", old), ("new", new)):
+            rows[variant].setdefault(group, []).append(answer_row(answer, item["answers"]))
+    return {variant: {group: summarise(r) for group, r in sorted(groups.items())} for variant, groups in rows.items()}
+
+
+def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: str) -> dict:
+    """Expected calibration error (10 bins) and the found/refused trade-off curve on one split."""
+    conf, correct, answerable = [], [], []
+    for item, row in zip(items, rows):
+        if item["split"] != split:
+            continue
+        if not len(row["labels"]):
+            conf.append(0.0)
+            correct.append(False)
+        else:
+            p = model.ranker.probability(row["features"])
+            best = int(np.argmax(p))
+            conf.append(float(model.confidence.probability(confidence_features(row["features"], p, best, item["question"]))))
+            correct.append(bool(item["answers"]) and bool(row["labels"][best]))
+        answerable.append(bool(item["answers"]))
+    conf_a, correct_a, answerable_a = np.asarray(conf), np.asarray(correct), np.asarray(answerable)
+    bins = np.minimum((conf_a * 10).astype(int), 9)
+    ece = sum(abs(conf_a[bins == b].mean() - correct_a[bins == b].mean()) * (bins == b).mean()
+              for b in range(10) if (bins == b).any())
+    thresholds = np.linspace(0, 1, 101)
+    curve = {
+        "threshold": thresholds.round(2).tolist(),
+        "answerable_found": [round(float((conf_a[answerable_a] >= t).mean()), 4) for t in thresholds],
+        "unanswerable_refused": [round(float((conf_a[~answerable_a] < t).mean()), 4) for t in thresholds],
+        "precision": [round(float(correct_a[conf_a >= t].mean()), 4) if (conf_a >= t).any() else None for t in thresholds],
+    }
+    return {"ece": round(float(ece), 4), "questions": len(conf), "curve": curve}
+
+
+def plot(results: dict) -> None:
+    """docs/answer-confidence.png: answerable found against unanswerable refused, threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    threshold = results["model"]["found_threshold"]
+    for split, style in (("validation", "--"), ("report", "-")):
+        curve = results["calibration"][split]["curve"]
+        ax.plot(curve["unanswerable_refused"], curve["answerable_found"], style, label=f"{split} split")
+        i = int(np.searchsorted(curve["threshold"], threshold))
+        ax.plot(curve["unanswerable_refused"][i], curve["answerable_found"][i], "o", color="black")
+    ax.set_xlabel("unanswerable questions refused (near-topic + off-topic)")
+    ax.set_ylabel("answerable questions answered (found)")
+    ax.set_title(f"Answer confidence: threshold {threshold:.3f} (chosen on validation)")
+    ax.set_ylim(0.5, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--evaluate", action="store_true", help="evaluate the committed model, do not retrain")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bots, items = question_sets()
+    passages = retrieve_all(bots, items)
+    rows = featurise(bots, items, passages)
+    if args.evaluate:
+        model, chosen = AnswerModel.load(), {}
+    else:
+        model, chosen = train(items, rows)
+        save(model)
+        model = AnswerModel.load()
+    results = {
+        "command": "python bench/train_answer.py" + (" --evaluate" if args.evaluate else ""),
+        "splits": {s: sum(i["split"] == s for i in items) for s in ("train", "validation", "report")},
+        "model": {"found_threshold": model.found_threshold, "span_threshold": model.span_threshold, **chosen},
+        "report": evaluate(bots, items, passages, model, "report"),
+        "validation": evaluate(bots, items, passages, model, "validation"),
+        "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
+        "seed": evaluate_seed(model),
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    RESULT_FILE.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    plot(results)
+    print(json.dumps({k: results[k] for k in ("splits", "model", "report", "seed")}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
