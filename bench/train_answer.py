@@ -33,7 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import OFFTOPIC_QUESTIONS, RESULTS, ROOT, SEED_QUESTIONS, SEEDS, read_jsonl  # noqa: E402
+from bench.datasets import (  # noqa: E402
+    OFFTOPIC_QUESTIONS,
+    RESULTS,
+    ROOT,
+    SEED_QUESTIONS,
+    SEEDS,
+    read_jsonl,
+    write_result,
+)
 from qa_bot import QABot  # noqa: E402
 from qa_bot.answer import SentencePicker, candidate_sentences, compose  # noqa: E402
 from qa_bot.answer_model import (  # noqa: E402
@@ -44,17 +52,18 @@ from qa_bot.answer_model import (  # noqa: E402
     sentence_features,
     span_candidates,
 )
+from qa_bot.evaluate import is_exact  # noqa: E402
 from qa_bot.retriever import Retriever  # noqa: E402
-from qa_bot.textnorm import to_simplified  # noqa: E402
+from qa_bot.textnorm import has_cjk  # noqa: E402
 
 SHARED = Path(os.environ.get("QA_BOT_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
 CACHE = ROOT / "bench" / "cache" / "answer"
-RESULT_FILE = RESULTS / "answer_model.json"
 PLOT = ROOT / "docs" / "answer-confidence.png"
 SEED = 0
 CROSS_SAMPLE = 500  # questions of one corpus asked against the other corpus' index, per direction
 MIN_FOUND = 0.96  # the confidence threshold keeps at least this share of answerable validation questions
-MIN_SHORT_PRECISION = 0.88  # the span threshold: short answers exactly right this often on validation
+MIN_SHORT_PRECISION = 0.85
+MEDIAN_CHARS = 50  # the issue's bound on the median answer length  # the span threshold: short answers exactly right this often on validation
 # Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
 OFF_TOPIC = [
     "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
@@ -89,8 +98,7 @@ def holds(text: str, answers: list[str]) -> bool:
     return any(squash(a) and squash(a) in squashed for a in answers)
 
 
-def exact(text: str, answers: list[str]) -> bool:
-    return any(squash(to_simplified(text)) == squash(to_simplified(a)) for a in answers)
+exact = is_exact  # a short answer is a gold answer, script, spaces and quote marks (《泰晤士報》) aside
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -106,7 +114,8 @@ def question_sets() -> tuple[dict[str, QABot], list[dict]]:
     items = []
     for q in drcd:
         kind = "answerable" if q["answerable"] else "near-topic"
-        items.append({**q, "corpus": "drcd", "index": "drcd", "kind": kind, "split": split_of(article_key("drcd", q["source"]))})
+        answers = q["answers"] if q["answerable"] else []
+        items.append({**q, "answers": answers, "corpus": "drcd", "index": "drcd", "kind": kind, "split": split_of(article_key("drcd", q["source"]))})
     for q in cmrc:
         items.append({**q, "corpus": "cmrc", "index": "cmrc", "kind": "answerable", "split": split_of(article_key("cmrc", q["source"]))})
     rng = np.random.default_rng(SEED)
@@ -127,11 +136,11 @@ def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
     for bot in bots.values():
         bot.update()
     key = hashlib.sha1(json.dumps([[i["index"], i["question"]] for i in items], ensure_ascii=False).encode()).hexdigest()
-    key += "-" + "-".join(str(bots[name].index.generation) for name in sorted(bots))
+    key += "-" + "-".join(str(bots[name].store.generation) for name in sorted(bots))
     path = CACHE / f"passages-{key[:16]}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
-    retrievers = {name: Retriever(bot.index, bot.embedder) for name, bot in bots.items()}
+    retrievers = {name: Retriever(bot.store, bot.embedder) for name, bot in bots.items()}
     passages = [retrievers[item["index"]].search(item["question"], k=5) for item in items]
     path.write_bytes(pickle.dumps(passages))
     return passages
@@ -142,16 +151,24 @@ def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
 
 def featurise(bots: dict[str, QABot], items: list[dict], passages: list[list]) -> list[dict]:
     """Per question: its candidate sentences, their ranker features and which ones hold a gold answer."""
-    pickers = {name: SentencePicker(bot.index) for name, bot in bots.items()}
+    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     rows = []
     for item, found in zip(items, passages):
         sentences = candidate_sentences(found)
         picker = pickers[item["index"]]
-        features = sentence_features(item["question"], picker.weights(item["question"]), picker.overlap, found, sentences)
+        features = sentence_features(item["question"], picker.weights(item["question"]), found, sentences)
         texts = [found[s.rank].text[s.start : s.end] for s in sentences]
-        labels = np.asarray([holds(t, item["answers"]) for t in texts], dtype=bool)
-        rows.append({"features": features, "labels": labels, "texts": texts})
+        # A gold string also turns up in other paragraphs ("2", "中國"): only the gold paragraph's count.
+        labels = np.asarray([holds(t, item["answers"]) and in_gold(found[s.rank], s, item)
+                             for s, t in zip(sentences, texts)], dtype=bool)
+        rows.append({"features": features, "labels": labels, "texts": texts, "passages": found})
     return rows
+
+
+def in_gold(passage, sentence, item: dict) -> bool:
+    """Whether the sentence lies in the question's gold paragraph (approximately: chunk offsets)."""
+    start = passage.start + sentence.start
+    return passage.source == item.get("source") and start < item["end"] and item["start"] < passage.start + sentence.end
 
 
 def fit(x: np.ndarray, y: np.ndarray, c: float) -> Logistic:
@@ -164,64 +181,110 @@ def fit(x: np.ndarray, y: np.ndarray, c: float) -> Logistic:
     return Logistic(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
-def top1(ranker: Logistic, rows: list[dict]) -> float:
-    """Share of questions (with a gold sentence among the candidates) whose best-ranked sentence holds it."""
-    useful = [r for r in rows if r["labels"].any()]
-    return float(np.mean([r["labels"][np.argmax(ranker.probability(r["features"]))] for r in useful]))
+def fit_listwise(groups: list[tuple[np.ndarray, np.ndarray, float]], l2: float) -> Logistic:
+    """A linear scorer trained with a softmax over each group's rows (one question's sentences, or one
+    sentence's spans) to put a positive row first: -weight * log P(positive), plus l2 * |w|^2 / groups."""
+    from scipy.optimize import minimize
+
+    x_all = np.vstack([x for x, _, _ in groups])
+    mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    standard = [((x - mean) / scale, y, weight) for x, y, weight in groups]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = l2 * w @ w / len(standard), 2 * l2 * w / len(standard)
+        for x, y, weight in standard:
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            positive = p[y].sum()
+            total -= weight * np.log(positive + 1e-12)
+            grad -= weight * (x.T @ (np.where(y, p / positive, 0.0) - p))
+        return total, grad
+
+    result = minimize(loss, np.zeros(x_all.shape[1]), jac=True, method="L-BFGS-B")
+    return Logistic(mean, scale, result.x, 0.0)
+
+
+def top1(ranker: Logistic, pairs: list) -> float:
+    """Share of answerable questions whose best-ranked sentence holds a gold answer."""
+    return float(np.mean([holds(r["texts"][int(np.argmax(ranker.score(r["features"])))], i["answers"]) for i, r in pairs]))
 
 
 def train(items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
-    """Fit ranker, confidence and span models on train; choose C and thresholds on validation."""
-    part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])]
-            for s in ("train", "validation")}
-    answerable = {s: [r for i, r in part[s] if i["answers"] and r["labels"].any()] for s in part}
-    x = np.vstack([r["features"] for r in answerable["train"]])
-    y = np.concatenate([r["labels"] for r in answerable["train"]])
-    choices = {c: fit(x, y, c) for c in (0.01, 0.1, 1.0, 10.0)}
-    scores = {c: top1(m, answerable["validation"]) for c, m in choices.items()}
-    c_ranker = max(scores, key=scores.get)
-    ranker = choices[c_ranker]
+    """Fit ranker, confidence and span models on train; choose regularisation and thresholds on validation."""
+    part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])] for s in ("train", "validation")}
+    answerable = {s: [(i, r) for i, r in part[s] if i["kind"] == "answerable"] for s in part}
+    # Each corpus weighs the same in training (DRCD has twice CMRC's questions).
+    counts = {c: sum(i["corpus"] == c and r["labels"].any() for i, r in answerable["train"]) for c in ("drcd", "cmrc")}
+    groups = [(r["features"], r["labels"], 1.0 / counts[i["corpus"]]) for i, r in answerable["train"] if r["labels"].any()]
+    choices = {l2: fit_listwise(groups, l2) for l2 in (0.1, 1.0, 10.0, 100.0)}
+    scores = {l2: np.mean([top1(m, [(i, r) for i, r in answerable["validation"] if i["corpus"] == c]) for c in counts])
+              for l2, m in choices.items()}
+    l2_ranker = max(scores, key=scores.get)
+    ranker = choices[l2_ranker]
 
     def question_rows(pairs: list) -> tuple[np.ndarray, np.ndarray, list]:
-        feats, labels, best_texts = [], [], []
+        feats, labels, ranked = [], [], []
         for item, row in pairs:
-            p = ranker.probability(row["features"])
-            best = int(np.argmax(p))
-            feats.append(confidence_features(row["features"], p, best, item["question"]))
-            labels.append(bool(item["answers"]) and bool(row["labels"][best]))
-            best_texts.append((row["texts"][best], float(p[best])))
-        return np.asarray(feats), np.asarray(labels), best_texts
+            shares = ranker.shares(row["features"])
+            order = np.argsort(-shares)
+            feats.append(confidence_features(row["features"], shares, int(order[0]), row["passages"]))
+            labels.append(holds(row["texts"][order[0]], item["answers"]))
+            ranked.append([(row["texts"][k], float(shares[k])) for k in order[:2]])
+        return np.asarray(feats), np.asarray(labels), ranked
 
-    conf_x, conf_y, train_best = question_rows(part["train"])
-    val_x, val_y, val_best = question_rows(part["validation"])
+    conf_x, conf_y, train_ranked = question_rows(part["train"])
+    val_x, _, val_ranked = question_rows(part["validation"])
     confidence = fit(conf_x, conf_y, 1.0)
     val_conf = confidence.probability(val_x)
-    val_answerable = np.asarray([bool(i["answers"]) for i, _ in part["validation"]])
+    val_answerable = np.asarray([i["kind"] == "answerable" for i, _ in part["validation"]])
     found_threshold = float(np.quantile(val_conf[val_answerable], 1 - MIN_FOUND))
+    second_share = _second_quote_share(part["validation"], val_ranked, val_conf >= found_threshold)
 
-    span_x, span_y = [], []
-    for (item, _), (text, prob) in zip(part["train"], train_best):
+    span_groups = []
+    for (item, _), ranked in zip(part["train"], train_ranked):
+        text, share = ranked[0]
         if item["answers"] and holds(text, item["answers"]):
-            for span in span_candidates(item["question"], text, prob):
-                span_x.append(span.features)
-                span_y.append(exact(text[span.start : span.end], item["answers"]))
-    span = fit(np.asarray(span_x), np.asarray(span_y), 1.0)
-    shown = []  # (score, exact) of the best span per answerable validation question that is found
-    for (item, _), (text, prob), conf in zip(part["validation"], val_best, val_conf):
-        if item["answers"] and conf >= found_threshold:
-            spans = span_candidates(item["question"], text, prob)
-            if spans:
-                s = span.probability(np.asarray([c.features for c in spans]))
-                b = int(np.argmax(s))
-                shown.append((float(s[b]), exact(text[spans[b].start : spans[b].end], item["answers"])))
+            spans = span_candidates(item["question"], text, share)
+            y = np.asarray([exact(text[c.start : c.end], item["answers"]) for c in spans], dtype=bool)
+            if y.any():
+                span_groups.append((np.asarray([c.features for c in spans]), y, 1.0))
+    span = fit_listwise(span_groups, 1.0)
+    shown = []  # (share x confidence, exact) of the best span of each answerable validation question found
+    for (item, _), ranked, conf in zip(part["validation"], val_ranked, val_conf):
+        text, share = ranked[0]
+        if item["answers"] and conf >= found_threshold and (spans := span_candidates(item["question"], text, share)):
+            s = span.shares(np.asarray([c.features for c in spans]))
+            b = int(np.argmax(s))
+            shown.append((float(s[b] * conf), exact(text[spans[b].start : spans[b].end], item["answers"])))
     span_threshold = _threshold_for_precision(shown, MIN_SHORT_PRECISION)
-    model = AnswerModel(ranker, confidence, span, found_threshold, span_threshold)
+    model = AnswerModel(ranker, confidence, span, found_threshold, span_threshold, second_share)
     chosen = {
-        "ranker_C": c_ranker, "ranker_top1_validation_by_C": scores, "found_threshold": found_threshold,
-        "span_threshold": span_threshold, "train_questions": len(part["train"]),
-        "validation_questions": len(part["validation"]), "span_rows": len(span_y),
+        "ranker_l2": l2_ranker, "ranker_top1_validation_by_l2": scores, "found_threshold": found_threshold,
+        "span_threshold": span_threshold, "second_quote_share": second_share,
+        "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
+        "span_groups": len(span_groups),
     }
     return model, chosen
+
+
+def _second_quote_share(pairs: list, ranked: list, found: np.ndarray) -> float:
+    """The runner-up sentence is quoted too when its share reaches this: the value with the best
+    answer-hit on validation whose median answer stays within MEDIAN_CHARS."""
+    best, best_hit = 1.0, -1.0
+    for share in np.linspace(0.05, 1.0, 20):
+        hits, chars = [], []
+        for (item, _), top, ok in zip(pairs, ranked, found):
+            if not ok:
+                continue
+            texts = [top[0][0]] + [t for t, s in top[1:] if s >= share and t != top[0][0]]
+            chars.append(sum(map(len, texts)))
+            if item["kind"] == "answerable":
+                hits.append(any(holds(t, item["answers"]) for t in texts))
+        if np.median(chars) <= MEDIAN_CHARS and np.mean(hits) > best_hit:
+            best, best_hit = float(share), float(np.mean(hits))
+    return best
 
 
 def _threshold_for_precision(shown: list[tuple[float, bool]], precision: float) -> float:
@@ -240,6 +303,7 @@ def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
         "about": "Trained by bench/train_answer.py (make train) on DRCD dev near-miss and CMRC 2018 trial; see docs/quality.md",
         "ranker": model.ranker.to_dict(), "confidence": model.confidence.to_dict(), "span": model.span.to_dict(),
         "found_threshold": model.found_threshold, "span_threshold": model.span_threshold,
+        "second_quote_share": model.second_quote_share,
     }
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -293,7 +357,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def evaluate(bots: dict[str, QABot], items: list[dict], passages: list[list], model: AnswerModel, split: str) -> dict:
     """Old (hand-set) and new (learned) answer layer on one split, by question group."""
-    pickers = {name: SentencePicker(bot.index) for name, bot in bots.items()}
+    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
     for item, found in zip(items, passages):
         if item["split"] != split:
@@ -301,7 +365,7 @@ def evaluate(bots: dict[str, QABot], items: list[dict], passages: list[list], mo
         for variant in rows:
             bot = bots[item["index"]]
             started = time.perf_counter()
-            answer = compose(item["question"], item["question"], found, bot.index, pickers[item["index"]],
+            answer = compose(item["question"], item["question"], found, bot.store, pickers[item["index"]],
                              model=model, learned=variant == "new")
             row = answer_row(answer, item["answers"]) | {"compose_ms": (time.perf_counter() - started) * 1000}
             rows[variant].setdefault(_group(item), []).append(row)
@@ -313,20 +377,26 @@ def evaluate_seed(model: AnswerModel) -> dict:
     """The seed article with the team's own questions (never trained on), through QABot.ask()."""
     bot = QABot(index_dir=CACHE / "seed-index", docs_dir=SEEDS)
     bot.update()
-    picker = SentencePicker(bot.index)
+    picker = SentencePicker(bot.store)
     questions = read_jsonl(SEED_QUESTIONS) + read_jsonl(OFFTOPIC_QUESTIONS)
     rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
+    ms: dict[str, list] = {"old": [], "new": []}
     for item in questions:
+        started = time.perf_counter()
         new = bot.ask(item["question"])
+        ms["new"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()  # the old layer, as QABot.ask ran it: retrieval, English sentence cosines
         passages = bot.retrieve(item["question"], k=5)
         similarity = None
-        if passages and not re.search(r"[\u4e00-\u9fff]", item["question"]):
+        if passages and not has_cjk(item["question"]):
             similarity = bot._sentence_similarity(passages[:3], bot.embedder.encode_query(item["question"]))
-        old = compose(item["question"], item["question"], passages, bot.index, picker, similarity, learned=False)
+        old = compose(item["question"], item["question"], passages, bot.store, picker, similarity, learned=False)
+        ms["old"].append((time.perf_counter() - started) * 1000)
         group = "answerable" if item["answers"] else item.get("kind", "offtopic")
         for variant, answer in (("old", old), ("new", new)):
             rows[variant].setdefault(group, []).append(answer_row(answer, item["answers"]))
-    return {variant: {group: summarise(r) for group, r in sorted(groups.items())} for variant, groups in rows.items()}
+    return {variant: {group: summarise(r) for group, r in sorted(groups.items())}
+            | {"ask_ms_p50": round(float(np.median(ms[variant])), 1)} for variant, groups in rows.items()}
 
 
 def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: str) -> dict:
@@ -339,9 +409,9 @@ def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: 
             conf.append(0.0)
             correct.append(False)
         else:
-            p = model.ranker.probability(row["features"])
+            p = model.ranker.shares(row["features"])
             best = int(np.argmax(p))
-            conf.append(float(model.confidence.probability(confidence_features(row["features"], p, best, item["question"]))))
+            conf.append(float(model.confidence.probability(confidence_features(row["features"], p, best, row["passages"]))))
             correct.append(bool(item["answers"]) and bool(row["labels"][best]))
         answerable.append(bool(item["answers"]))
     conf_a, correct_a, answerable_a = np.asarray(conf), np.asarray(correct), np.asarray(answerable)
@@ -408,10 +478,40 @@ def main() -> None:
         "seed": evaluate_seed(model),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
-    RESULT_FILE.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_result("answer_model", results)
     plot(results)
     print(json.dumps({k: results[k] for k in ("splits", "model", "report", "seed")}, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
     main()
+
+
+def markdown(results: dict) -> str:
+    """The docs/quality.md section: hand-set (old) and learned (new) answer layer side by side."""
+    names = {"drcd_nearmiss_answerable": "DRCD dev near-miss, answerable", "drcd_nearmiss_unanswerable":
+             "DRCD dev near-miss, near-topic unanswerable", "cmrc_trial": "CMRC 2018 trial", "off_topic": "off-topic"}
+    metrics = ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown",
+               "duplicate_quotes", "compose_ms_p50")
+    lines = ["## Answer layer: hand-set picker (old) vs learned model (new)", "",
+             f"Generated by `{results['command']}` into `bench/results/answer_model.json`; report split "
+             f"({results['splits']['report']} questions, articles never trained or tuned on). "
+             f"Confidence threshold {results['model']['found_threshold']:.3f}, short-answer threshold "
+             f"{results['model']['span_threshold']:.3f}: both chosen on the validation split. Expected calibration error "
+             f"of the confidence: {results['calibration']['report']['ece']} (validation "
+             f"{results['calibration']['validation']['ece']}). Curve: [answer-confidence.png](answer-confidence.png).", "",
+             "| set | metric | old | new |", "|---|---|---|---|"]
+    for group, title in names.items():
+        old, new = results["report"]["old"].get(group, {}), results["report"]["new"].get(group, {})
+        for metric in metrics:
+            if new.get(metric) is not None or old.get(metric) is not None:
+                lines.append(f"| {title} | {metric} | {old.get(metric, '–')} | {new.get(metric, '–')} |")
+    lines += ["", "Seed article (`tests/data`, never trained on), through `QABot.ask()`:", "",
+              "| group | metric | old | new |", "|---|---|---|---|"]
+    for group in ("answerable", "near-topic", "offtopic"):
+        old, new = results["seed"]["old"].get(group, {}), results["seed"]["new"].get(group, {})
+        for metric in ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"):
+            if new.get(metric) is not None:
+                lines.append(f"| {group} | {metric} | {old.get(metric, '–')} | {new.get(metric)} |")
+    lines.append(f"| all | ask() p50 ms | {results['seed']['old']['ask_ms_p50']} | {results['seed']['new']['ask_ms_p50']} |")
+    return "\n".join(lines) + "\n"

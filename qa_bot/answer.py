@@ -287,15 +287,15 @@ def compose(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
     if learned and has_cjk(question):
-        return _compose_learned(question, query, passages, index, picker, weights, model or default_model())
+        return _compose_learned(question, query, passages, store, picker, weights, model or default_model())
     chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings)
     if not chosen:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    return _assemble(question, query, passages, index, chosen, confidence=1.0)
+    return _assemble(question, query, passages, store, chosen, confidence=1.0)
 
 
 def _compose_learned(
-    question: str, query: str, passages: list[Passage], index: Store, picker: SentencePicker, weights: Counter,
+    question: str, query: str, passages: list[Passage], store: Store, picker: SentencePicker, weights: Counter,
     model: AnswerModel,
 ) -> Answer:
     """The learned layer: rank sentences, refuse below the confidence threshold, find the short answer."""
@@ -303,16 +303,20 @@ def _compose_learned(
     sentences = candidate_sentences(passages)
     if not sentences:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    features = sentence_features(question, weights, picker.overlap, passages, sentences)
-    probabilities = model.ranker.probability(features)
+    features = sentence_features(question, weights, passages, sentences)
+    probabilities = model.ranker.shares(features)
     best = int(np.argmax(probabilities))
-    confidence = float(model.confidence.probability(confidence_features(features, probabilities, best, question)))
+    confidence = float(model.confidence.probability(confidence_features(features, probabilities, best, passages)))
     if confidence < model.found_threshold:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
-    s = sentences[best]
-    chosen = [_Candidate(s.rank + 1, s.start, s.end, float(probabilities[best]))]
-    answer = _assemble(question, query, passages, index, chosen, confidence)
-    answer.short = _short_answer(question, answer.quotes[0], answer.citations[0], index, model, probabilities[best])
+    order = np.argsort(-probabilities)
+    chosen = [
+        _Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, float(probabilities[k]))
+        for n, k in enumerate(order[:2]) if n == 0 or probabilities[k] >= model.second_quote_share
+    ]
+    answer = _assemble(question, query, passages, store, chosen, confidence)
+    first = next(q for q in answer.quotes if q.score == chosen[0].score)
+    answer.short = _short_answer(question, first, answer.citations[first.citation - 1], store, model, confidence)
     return answer
 
 
@@ -328,21 +332,21 @@ def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
 
 
 def _short_answer(
-    question: str, quote: Quote, passage: Passage, index: Store, model: AnswerModel, sentence_probability: float
+    question: str, quote: Quote, passage: Passage, store: Store, model: AnswerModel, confidence: float
 ) -> Quote | None:
-    """The best-scoring span of the quoted sentence, if the span scorer is sure enough; else None."""
-    spans = span_candidates(question, quote.text, float(sentence_probability))
+    """The best span of the best quoted sentence, if span share x answer confidence clears the threshold."""
+    spans = span_candidates(question, quote.text, quote.score)
     if not spans:
         return None
-    scores = model.span.probability(np.asarray([span.features for span in spans]))
-    best = int(np.argmax(scores))
-    if scores[best] < model.span_threshold:
+    shares = model.span.shares(np.asarray([span.features for span in spans]))
+    best = int(np.argmax(shares))
+    if shares[best] * confidence < model.span_threshold:
         return None
-    chunk = index.chunks[passage.chunk_id]
+    chunk = store.chunks[passage.chunk_id]
     start, end = quote.passage_start + spans[best].start, quote.passage_start + spans[best].end
     return Quote(
         passage.text[start:end], quote.citation, start, end, chunk.original_offset(start),
-        chunk.original_offset(end - 1) + 1, float(scores[best]),
+        chunk.original_offset(end - 1) + 1, float(shares[best] * confidence),
     )
 
 
@@ -379,7 +383,7 @@ def _pick_by_hand(
 
 
 def _assemble(
-    question: str, query: str, passages: list[Passage], index: Store, chosen: list[_Candidate], confidence: float
+    question: str, query: str, passages: list[Passage], store: Store, chosen: list[_Candidate], confidence: float
 ) -> Answer:
     """Quotes in document order, each quoted text once; the quoted passages cited first."""
     unique = {passages[c.citation - 1].text[c.start : c.end]: c for c in reversed(chosen)}  # best one kept

@@ -4,7 +4,8 @@ Three small logistic regressions, trained by `bench/train_answer.py` (`make trai
 (near-miss) and CMRC 2018 trial, stored as plain weights in `answer_model.json` and evaluated
 here with numpy, so scikit-learn stays a training-only dependency:
 
-- the sentence ranker scores every sentence of the top passages (word overlap, where the
+- the sentence ranker (trained listwise: a softmax over one question's sentences) scores every
+  sentence of the top passages (word overlap, where the
   question's words sit, sentence role, passage score, whether it holds the kind of thing asked);
 - the confidence model turns the best sentence's features into P(the quote answers the question);
 - the span scorer picks the short answer (a run of jieba words) inside the chosen sentence.
@@ -23,15 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .textnorm import has_cjk, to_simplified, tokenize
+from .textnorm import to_simplified, tokenize
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
-# What the question asks for (on its Simplified text) and the jieba POS tags that can answer it.
+# What the question asks for (on its Simplified text) and the jieba POS tags that can answer it;
+# the first pattern that matches wins ("在哪一年" asks when, not where).
 QUESTION_TYPES: dict[str, tuple[re.Pattern, tuple[str, ...]]] = {
+    "when": (re.compile(r"何时|什么时候|哪一?年|哪一?天|几月|几日|何年|年代|日期|时间|多久|哪个(朝代|时期|世纪)"), ("t",)),
     "who": (re.compile(r"谁|哪位|哪一位|什么人|何人|哪些人|叫什么名字"), ("nr",)),
     "where": (re.compile(r"哪里|哪儿|何处|何地|在哪|哪个(国家|城市|地区|省|县|市|地方)|哪国|哪座"), ("ns",)),
-    "when": (re.compile(r"何时|什么时候|哪一?年|哪一?天|几月|几日|何年|年代|日期|时间|多久|哪个(朝代|时期|世纪)"), ("t",)),
     "number": (re.compile(r"多少|几|多长|多大|多高|多远|多重|百分之|比例|第几"), ("m",)),
     "org": (re.compile(r"哪个(组织|机构|公司|单位|团体|部门|队|机关|学校|大学)|哪家|哪所|哪支"), ("nt",)),
 }
@@ -64,7 +66,7 @@ def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
     if len(simplified) != len(text):  # a phrase conversion changed the length: offsets would drift
         simplified = "".join(to_simplified(ch) if len(to_simplified(ch)) == 1 else ch for ch in text)
     words, position = [], 0
-    for pair in jieba.posseg.cut(simplified):
+    for pair in jieba.posseg.cut(simplified, HMM=False):  # the HMM for unknown words costs ~5 ms a sentence
         words.append((pair.word, pair.flag, position))
         position += len(pair.word)
     return tuple(words)
@@ -100,7 +102,6 @@ class Sentence:
 def sentence_features(
     question: str,
     weights: Counter,
-    overlap,  # callable(weights, text) -> share of the question's idf weight found in text
     passages: list,
     sentences: list[Sentence],
 ) -> np.ndarray:
@@ -159,6 +160,13 @@ FEATURE_NAMES = (
 )  # fmt: skip
 
 
+def overlap(weights: Counter, text: str) -> float:
+    """Share of the question's idf weight (Simplified uni+bigrams) found in the text."""
+    total = sum(weights.values())
+    tokens = set(tokenize(text))
+    return sum(w for t, w in weights.items() if t in tokens) / total if total else 0.0
+
+
 def _typed_entity(tagged: tuple, qtype: str, simplified_question: str) -> bool:
     """Whether the sentence holds a word of the asked type that the question does not already name."""
     if qtype == "other":
@@ -169,7 +177,7 @@ def _typed_entity(tagged: tuple, qtype: str, simplified_question: str) -> bool:
 
 # -- spans ------------------------------------------------------------------------------------
 
-MAX_SPAN_WORDS = 4
+MAX_SPAN_WORDS = 6
 
 
 @dataclass
@@ -177,6 +185,14 @@ class Span:
     start: int  # offsets into the sentence
     end: int
     features: list[float]
+
+
+def _inside_number(tagged: tuple, j: int) -> bool:
+    """'%' after a number, or ',' / '.' between digits (2,790,060): part of the span, not a boundary."""
+    word = tagged[j][0]
+    before = tagged[j - 1][0] if j else ""
+    after = tagged[j + 1][0] if j + 1 < len(tagged) else ""
+    return (word == "%" and before[-1:].isdigit()) or (word in ",." and before[-1:].isdigit() and after[:1].isdigit())
 
 
 def span_candidates(question: str, sentence: str, sentence_probability: float) -> list[Span]:
@@ -190,7 +206,7 @@ def span_candidates(question: str, sentence: str, sentence_probability: float) -
     spans = []
     for i in range(len(tagged)):
         for j in range(i, min(len(tagged), i + MAX_SPAN_WORDS)):
-            if _PUNCT.fullmatch(tagged[j][0]) and tagged[j][0] != "%":
+            if _PUNCT.fullmatch(tagged[j][0]) and not _inside_number(tagged, j):
                 break
             words = tagged[i : j + 1]
             start, end = words[0][2], words[-1][2] + len(words[-1][0])
@@ -244,9 +260,17 @@ class Logistic:
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias}
 
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+
     def probability(self, x: np.ndarray) -> np.ndarray:
-        z = ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
+        return 1.0 / (1.0 + np.exp(-self.score(x)))
+
+    def shares(self, x: np.ndarray) -> np.ndarray:
+        """Softmax over the rows: P(row i is the one) for a ranker trained listwise."""
+        z = self.score(x)
+        e = np.exp(z - z.max())
+        return e / e.sum()
 
 
 @dataclass(frozen=True)
@@ -257,14 +281,15 @@ class AnswerModel:
     confidence: Logistic
     span: Logistic
     found_threshold: float
-    span_threshold: float
+    span_threshold: float  # on span share x confidence
+    second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(
             Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), Logistic.from_dict(data["span"]),
-            float(data["found_threshold"]), float(data["span_threshold"]),
+            float(data["found_threshold"]), float(data["span_threshold"]), float(data["second_quote_share"]),
         )
 
 
@@ -273,8 +298,11 @@ def default_model() -> AnswerModel:
     return AnswerModel.load()
 
 
-def confidence_features(ranked: np.ndarray, probabilities: np.ndarray, best: int, question: str) -> np.ndarray:
-    """What the confidence model reads: the best sentence's features and probability, and the runner-up's."""
-    order = np.sort(probabilities)[::-1]
-    second = order[1] if len(order) > 1 else 0.0
-    return np.concatenate([ranked[best], [probabilities[best], probabilities[best] - second, float(has_cjk(question))]])
+def confidence_features(features: np.ndarray, shares: np.ndarray, best: int, passages: list) -> np.ndarray:
+    """What the confidence model reads: the best sentence's features and share, the runner-up's
+    share, the top passage's cosine, and the best overlap of any sentence."""
+    second = np.sort(shares)[-2] if len(shares) > 1 else 0.0
+    # The fused score itself is left out: its scale depends on the corpus (a one-article index differs).
+    return np.concatenate(
+        [features[best], [shares[best], second, passages[0].similarity, features[:, 0].max(), features[:, 2].max()]]
+    )
