@@ -110,7 +110,6 @@ def sentence_features(
     qtype = question_type(question)
     words = content_words(question)
     q_chars = set(_PUNCT.sub("", _QUESTION_FILLER.sub("", simplified_q)))
-    top_score = passages[0].score or 1.0
     top_similarity = passages[0].similarity
     rows = []
     for s in sentences:
@@ -145,7 +144,7 @@ def sentence_features(
                 float(bool(_CREDIT.search(simplified)) and length < 30),
                 float(s.rank == 0),
                 float(s.rank == 1),
-                passage.score / top_score,
+                passage.score - passages[0].score,  # fused scores are z-scores: a ratio breaks at 0
                 passage.similarity,
                 passage.similarity - top_similarity,
             ]
@@ -156,7 +155,7 @@ def sentence_features(
 FEATURE_NAMES = (
     "overlap", "window_overlap", "word_share", "longest_common", "typed_entity", "type_missing", "any_entity",
     "log_novel_chars", "log_length", "short", "first", "relative_position", "heading", "opening_reporting",
-    "credit_line", "passage_1", "passage_2", "passage_score_ratio", "passage_similarity", "similarity_gap",
+    "credit_line", "passage_1", "passage_2", "passage_score_gap", "passage_similarity", "similarity_gap",
 )  # fmt: skip
 
 

@@ -46,15 +46,16 @@ def test_span_candidates_are_runs_of_words_inside_the_sentence():
 
 
 @pytest.fixture
-def marathon_bot(tmp_path, hash_embedder) -> QABot:
+def marathon_bot(tmp_path, real_embedder) -> QABot:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "marathon.txt").write_text(MARATHON, encoding="utf-8")
-    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs, embedder=hash_embedder)
+    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs, embedder=real_embedder)
     bot.rebuild()
     return bot
 
 
+@pytest.mark.slow
 def test_where_question_quotes_the_place_sentence(marathon_bot):
     """The issue's case: the hand-set picker quoted 「…清晨六點起跑。」 for a where-question."""
     answer = marathon_bot.ask("白水鎮馬拉松的起點在哪裡？")
@@ -65,6 +66,7 @@ def test_where_question_quotes_the_place_sentence(marathon_bot):
     assert "short" in data and "confidence" in data
 
 
+@pytest.mark.slow
 def test_short_answer_offsets_point_into_the_document(marathon_bot):
     for question in ("白水鎮馬拉松的起點在哪裡？", "冠軍是誰？", "共有多少名選手報名參加？"):
         answer = marathon_bot.ask(question)
