@@ -430,63 +430,32 @@ def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: 
 
 
 def plot(results: dict) -> None:
-    """docs/answer-confidence.png: answerable found against unanswerable refused, threshold marked."""
+    """docs/answer-confidence.png: refusal trade-off and precision/recall over the confidence threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     threshold = results["model"]["found_threshold"]
     for split, style in (("validation", "--"), ("report", "-")):
         curve = results["calibration"][split]["curve"]
-        ax.plot(curve["unanswerable_refused"], curve["answerable_found"], style, label=f"{split} split")
         i = int(np.searchsorted(curve["threshold"], threshold))
-        ax.plot(curve["unanswerable_refused"][i], curve["answerable_found"][i], "o", color="black")
-    ax.set_xlabel("unanswerable questions refused (near-topic + off-topic)")
-    ax.set_ylabel("answerable questions answered (found)")
-    ax.set_title(f"Answer confidence: threshold {threshold:.3f} (chosen on validation)")
-    ax.set_ylim(0.5, 1.01)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        left.plot(curve["unanswerable_refused"], curve["answerable_found"], style, label=f"{split} split")
+        left.plot(curve["unanswerable_refused"][i], curve["answerable_found"][i], "o", color="black")
+        shown = [(r, p) for r, p in zip(curve["answerable_found"], curve["precision"]) if p is not None]
+        right.plot([r for r, _ in shown], [p for _, p in shown], style, label=f"{split} split")
+        right.plot(curve["answerable_found"][i], curve["precision"][i], "o", color="black")
+    left.set(xlabel="unanswerable questions refused (near-topic + off-topic)",
+             ylabel="answerable questions answered (found)", ylim=(0.5, 1.01))
+    right.set(xlabel="recall: answerable questions answered", ylabel="precision: answers holding a gold answer",
+              ylim=(0.5, 1.01))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Answer confidence; threshold {threshold:.3f} (black dots) chosen on the validation split")
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--evaluate", action="store_true", help="evaluate the committed model, do not retrain")
-    args = parser.parse_args()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    bots, items = question_sets()
-    passages = retrieve_all(bots, items)
-    rows = featurise(bots, items, passages)
-    if args.evaluate:
-        model, chosen = AnswerModel.load(), {}
-    else:
-        model, chosen = train(items, rows)
-        save(model)
-        model = AnswerModel.load()
-    results = {
-        "command": "python bench/train_answer.py" + (" --evaluate" if args.evaluate else ""),
-        "splits": {s: sum(i["split"] == s for i in items) for s in ("train", "validation", "report")},
-        "model": {"found_threshold": model.found_threshold, "span_threshold": model.span_threshold, **chosen},
-        "report": evaluate(bots, items, model, "report"),
-        "validation": evaluate(bots, items, model, "validation"),
-        "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
-        "seed": evaluate_seed(model),
-    }
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    write_result("answer_model", results)
-    plot(results)
-    update_quality_doc(results)
-    print(json.dumps({k: results[k] for k in ("splits", "model", "report", "seed")}, ensure_ascii=False, indent=1))
-
-
-if __name__ == "__main__":
-    main()
+    fig.savefig(PLOT, dpi=100)
 
 
 def update_quality_doc(results: dict) -> None:
@@ -527,4 +496,43 @@ def markdown(results: dict) -> str:
             if new.get(metric) is not None:
                 lines.append(f"| {group} | {metric} | {old.get(metric, '–')} | {new.get(metric)} |")
     lines.append(f"| all | ask() p50 ms | {results['seed']['old']['ask_ms_p50']} | {results['seed']['new']['ask_ms_p50']} |")
+    lines += ["", "ask_ms: retrieval + answer layer, old and new interleaved question by question in the same run "
+              "(machine in the results file's `meta`; other jobs shared its 2 cores, so compare the columns, "
+              "not the absolute values, with docs/benchmarks.md)."]
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--evaluate", action="store_true", help="evaluate the committed model, do not retrain")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bots, items = question_sets()
+    passages = retrieve_all(bots, items)
+    rows = featurise(bots, items, passages)
+    if args.evaluate:
+        model, chosen = AnswerModel.load(), {}
+    else:
+        model, chosen = train(items, rows)
+        save(model)
+        model = AnswerModel.load()
+    results = {
+        "command": "python bench/train_answer.py" + (" --evaluate" if args.evaluate else ""),
+        "splits": {s: sum(i["split"] == s for i in items) for s in ("train", "validation", "report")},
+        "model": {"found_threshold": model.found_threshold, "span_threshold": model.span_threshold, **chosen},
+        "report": evaluate(bots, items, model, "report"),
+        "validation": evaluate(bots, items, model, "validation"),
+        "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
+        "seed": evaluate_seed(model),
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    write_result("answer_model", results)
+    plot(results)
+    update_quality_doc(results)
+    print(json.dumps({k: results[k] for k in ("splits", "model", "report", "seed")}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
