@@ -271,7 +271,8 @@ def compose(
     """Choose the sentences that answer the question and assemble the cited answer.
 
     Questions with CJK go through the learned answer model (qa_bot.answer_model); questions
-    without CJK keep the hand-set picker (AnswerSettings), as there is no English training data.
+    without CJK and follow-ups completed from the history (query != question) keep the hand-set
+    picker (AnswerSettings): the model was trained on self-contained Chinese questions only.
     learned=False forces the hand-set picker (the old answer layer, kept for side-by-side benchmarks).
     sentence_similarity[i][j], when given, is the dense cosine of the question with
     sentence j of passage i (used by the hand-set picker for questions without CJK).
@@ -286,9 +287,11 @@ def compose(
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
-    if learned and has_cjk(question):
+    if learned and has_cjk(question) and query == question:
         return _compose_learned(question, query, passages, store, picker, weights, model or default_model())
-    chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings)
+    # The new layer never quotes a lone caption or credit line (資料圖片) for an English question either.
+    shortest = settings.min_quote_chars if learned else 0
+    chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings, shortest)
     if not chosen:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     return _assemble(question, query, passages, store, chosen, confidence=1.0)
@@ -352,15 +355,18 @@ def _short_answer(
 
 def _pick_by_hand(
     passages: list[Passage], picker: SentencePicker, weights: Counter, cross_lingual: bool,
-    sentence_similarity: list[list[float]] | None, settings: AnswerSettings,
+    sentence_similarity: list[list[float]] | None, settings: AnswerSettings, shortest: int,
 ) -> list[_Candidate]:
-    """The hand-set picker: overlap + cosine + passage prior, thresholds of AnswerSettings; [] if irrelevant."""
+    """The hand-set picker: overlap + cosine + passage prior, thresholds of AnswerSettings; [] if irrelevant.
+    Sentences shorter than `shortest` characters are not candidates."""
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
     for rank, passage in enumerate(passages[:PASSAGES_READ]):
         prior = settings.passage_weight * passage.score / top_score
         spans = sentence_spans(passage.text)
         for j, (start, end) in enumerate(spans):
+            if end - start < shortest:
+                continue
             overlap = picker.overlap(weights, passage.text[start:end])
             if j:  # the subject is often in the sentence before ("楊靜…表示，…；…創造彝州經驗；")
                 window = passage.text[spans[j - 1][0] : end]

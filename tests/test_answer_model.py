@@ -80,9 +80,11 @@ def test_seed_offtopic_refused_and_short_answers_exact(seed_bot):
     """Seed article (never trained on): every clearly off-topic question refused; short answers exact."""
     from test_answer import OFFTOPIC, SEED_QUESTIONS
 
-    for item in [*OFFTOPIC, {"question": "Recommend a good pasta recipe.", "kind": "offtopic"}]:
+    for item in OFFTOPIC:
         if item.get("kind") == "offtopic":
             assert not seed_bot.ask(item["question"]).found, item["question"]
+    caption = seed_bot.ask("Recommend a good pasta recipe.")  # once answered with the caption 資料圖片
+    assert all(len(q.text) >= 6 for q in caption.quotes)
     shown = exact = 0
     for item in SEED_QUESTIONS:
         short = seed_bot.ask(item["question"]).short
