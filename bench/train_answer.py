@@ -132,10 +132,13 @@ def question_sets() -> tuple[dict[str, QABot], list[dict]]:
 
 
 def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
-    """The top-5 passages of every question, cached by the question list and the indexes' generations."""
+    """The top-5 passages of every question, cached by the question list, the indexes' generations and
+    the retrieval code and learned fusion weight (a change to either re-runs the retrieval)."""
     for bot in bots.values():
         bot.update()
-    key = hashlib.sha1(json.dumps([[i["index"], i["question"]] for i in items], ensure_ascii=False).encode()).hexdigest()
+    retrieval = [ROOT / "qa_bot" / "retriever.py", ROOT / "qa_bot" / "fusion_model.json"]
+    key = hashlib.sha1(json.dumps([[i["index"], i["question"]] for i in items], ensure_ascii=False).encode()
+                       + b"".join(path.read_bytes() for path in retrieval if path.exists())).hexdigest()
     key += "-" + "-".join(str(bots[name].store.generation) for name in sorted(bots))
     path = CACHE / f"passages-{key[:16]}.pkl"
     if path.exists():
