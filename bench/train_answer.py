@@ -358,10 +358,13 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+LAYERS = ("old", "learned", "hybrid")  # compose(layer=...): hand-set picker, learned ranker's quotes, what ships
+
+
 def evaluate(bots: dict[str, QABot], items: list[dict], model: AnswerModel, split: str) -> dict:
-    """Old (hand-set) and new (learned) answer layer on one split, by question group, timed like QABot.ask()."""
+    """The three answer layers (LAYERS) on one split, by question group, timed like QABot.ask()."""
     pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
-    rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
+    rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
     for item in items:
         if item["split"] != split:
             continue
@@ -370,7 +373,7 @@ def evaluate(bots: dict[str, QABot], items: list[dict], model: AnswerModel, spli
             started = time.perf_counter()  # retrieval as QABot.ask() runs it, then the answer layer
             found = bot.retrieve(item["question"], k=5)
             answer = compose(item["question"], item["question"], found, bot.store, pickers[item["index"]],
-                             model=model, learned=variant == "new")
+                             model=model, layer=variant)
             row = answer_row(answer, item["answers"]) | {"ask_ms": (time.perf_counter() - started) * 1000}
             rows[variant].setdefault(_group(item), []).append(row)
     return {variant: {group: summarise(r) | {"ask_ms_p50": round(float(np.median([x["ask_ms"] for x in r])), 1)}
@@ -378,27 +381,29 @@ def evaluate(bots: dict[str, QABot], items: list[dict], model: AnswerModel, spli
 
 
 def evaluate_seed(model: AnswerModel) -> dict:
-    """The seed article with the team's own questions (never trained on), through QABot.ask()."""
+    """The seed article with the team's own questions (never trained on): the hybrid through QABot.ask(),
+    the other layers as QABot.ask() runs compose (retrieval, English sentence cosines)."""
     bot = QABot(index_dir=CACHE / "seed-index", docs_dir=SEEDS)
     bot.update()
     picker = SentencePicker(bot.store)
     questions = read_jsonl(SEED_QUESTIONS) + read_jsonl(OFFTOPIC_QUESTIONS)
-    rows: dict[str, dict[str, list]] = {"old": {}, "new": {}}
-    ms: dict[str, list] = {"old": [], "new": []}
+    rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
+    ms: dict[str, list] = {layer: [] for layer in LAYERS}
     for item in questions:
-        started = time.perf_counter()
-        new = bot.ask(item["question"])
-        ms["new"].append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()  # the old layer, as QABot.ask ran it: retrieval, English sentence cosines
-        passages = bot.retrieve(item["question"], k=5)
-        similarity = None
-        if passages and not has_cjk(item["question"]):
-            similarity = bot._sentence_similarity(passages[:3], bot.embedder.encode_query(item["question"]))
-        old = compose(item["question"], item["question"], passages, bot.store, picker, similarity, learned=False)
-        ms["old"].append((time.perf_counter() - started) * 1000)
         group = "answerable" if item["answers"] else item.get("kind", "offtopic")
-        for variant, answer in (("old", old), ("new", new)):
-            rows[variant].setdefault(group, []).append(answer_row(answer, item["answers"]))
+        for layer in LAYERS:
+            started = time.perf_counter()
+            if layer == "hybrid":
+                answer = bot.ask(item["question"])
+            else:
+                passages = bot.retrieve(item["question"], k=5)
+                similarity = None
+                if passages and not has_cjk(item["question"]):
+                    similarity = bot._sentence_similarity(passages[:3], bot.embedder.encode_query(item["question"]))
+                answer = compose(item["question"], item["question"], passages, bot.store, picker, similarity,
+                                 model=model, layer=layer)
+            ms[layer].append((time.perf_counter() - started) * 1000)
+            rows[layer].setdefault(group, []).append(answer_row(answer, item["answers"]))
     return {variant: {group: summarise(r) for group, r in sorted(groups.items())}
             | {"ask_ms_p50": round(float(np.median(ms[variant])), 1)} for variant, groups in rows.items()}
 
@@ -462,44 +467,56 @@ def plot(results: dict) -> None:
 
 
 def update_quality_doc(results: dict) -> None:
-    """Replace (or add) the answer-layer section of docs/quality.md; bench/run_quality.py writes it too."""
+    """Replace (or add) the answer-layer section (the last) of docs/quality.md; bench/run_quality.py writes it too."""
     path = ROOT / "docs" / "quality.md"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Quality benchmarks\n\n"
-    head = text.split(ANSWER_SECTION)[0].rstrip("\n")
+    head = text.split("\n## Answer layer")[0].rstrip("\n")
     path.write_text(head + "\n\n" + markdown(results), encoding="utf-8")
 
 
-ANSWER_SECTION = "## Answer layer: hand-set picker (old) vs learned model (new)"
+ANSWER_SECTION = "## Answer layer: hand-set picker (old), learned model (learned), hybrid (ships)"
 
 
 def markdown(results: dict) -> str:
-    """The docs/quality.md section: hand-set (old) and learned (new) answer layer side by side."""
+    """The docs/quality.md section: the three answer layers (LAYERS) side by side."""
     names = {"drcd_nearmiss_answerable": "DRCD dev near-miss, answerable", "drcd_nearmiss_unanswerable":
              "DRCD dev near-miss, near-topic unanswerable", "cmrc_trial": "CMRC 2018 trial", "off_topic": "off-topic"}
     metrics = ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown",
                "duplicate_quotes", "ask_ms_p50")
+    header = ["| set | metric | " + " | ".join(LAYERS) + " |", "|---|---|" + "---|" * len(LAYERS)]
+
+    def table(part: dict, groups: dict, keep: tuple) -> list[str]:
+        out = []
+        for group, title in groups.items():
+            for metric in keep:
+                values = [part[layer].get(group, {}).get(metric) for layer in LAYERS]
+                if any(v is not None for v in values):
+                    out.append(f"| {title} | {metric} | " + " | ".join("–" if v is None else str(v) for v in values) + " |")
+        return out
+
     lines = [ANSWER_SECTION, "",
+             "What ships is the hybrid: the learned confidence decides found or refused, the hand-set picker's "
+             "score chooses the quotes (the best sentence and up to two more within keep_ratio of it), the short "
+             "answer comes from the best quoted sentence. `learned` quotes the ranker's own top sentence (and the "
+             "runner-up from a ranker share chosen on validation); `old` is the hand-set picker with its own thresholds.", "",
              f"Generated by `{results['command']}` into `bench/results/answer_model.json`; report split "
              f"({results['splits']['report']} questions, articles never trained or tuned on). "
              f"Confidence threshold {results['model']['found_threshold']:.3f}, short-answer threshold "
              f"{results['model']['span_threshold']:.3f}: both chosen on the validation split. Expected calibration error "
              f"of the confidence: {results['calibration']['report']['ece']} (validation "
              f"{results['calibration']['validation']['ece']}). Curve: [answer-confidence.png](answer-confidence.png).", "",
-             "| set | metric | old | new |", "|---|---|---|---|"]
-    for group, title in names.items():
-        old, new = results["report"]["old"].get(group, {}), results["report"]["new"].get(group, {})
-        for metric in metrics:
-            if new.get(metric) is not None or old.get(metric) is not None:
-                lines.append(f"| {title} | {metric} | {old.get(metric, '–')} | {new.get(metric, '–')} |")
-    lines += ["", "Seed article (`tests/data`, never trained on), through `QABot.ask()`:", "",
-              "| group | metric | old | new |", "|---|---|---|---|"]
-    for group in ("answerable", "near-topic", "offtopic"):
-        old, new = results["seed"]["old"].get(group, {}), results["seed"]["new"].get(group, {})
-        for metric in ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"):
-            if new.get(metric) is not None:
-                lines.append(f"| {group} | {metric} | {old.get(metric, '–')} | {new.get(metric)} |")
-    lines.append(f"| all | ask() p50 ms | {results['seed']['old']['ask_ms_p50']} | {results['seed']['new']['ask_ms_p50']} |")
-    lines += ["", "ask_ms: retrieval + answer layer, old and new interleaved question by question in the same run "
+             *header, *table(results["report"], names, metrics), "",
+             f"Validation split ({results['splits']['validation']} questions), which chose the hybrid's quote rule "
+             "by answer-hit (the hand-set rule against the learned one):", "",
+             *header, *table(results["validation"], {g: names[g] for g in ("drcd_nearmiss_answerable", "cmrc_trial")},
+                             ("answer_hit", "median_answer_chars")), "",
+             "Seed article (`tests/data`, never trained on); the hybrid through `QABot.ask()`:", "",
+             *header]
+    seed = results["seed"]
+    lines += table(seed, {g: g for g in ("answerable", "near-topic", "offtopic")},
+                   ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"))
+    lines.append("| all | ask() p50 ms | " + " | ".join(str(seed[layer]["ask_ms_p50"]) for layer in LAYERS) + " |")
+    lines += ["", "ask_ms: retrieval + answer layer, the layers interleaved question by question in the same run "
               "(machine in the results file's `meta`; other jobs shared its 2 cores, so compare the columns, "
               "not the absolute values, with docs/benchmarks.md)."]
     return "\n".join(lines) + "\n"

@@ -266,14 +266,15 @@ def compose(
     sentence_similarity: list[list[float]] | None = None,
     settings: AnswerSettings = AnswerSettings(),
     model: AnswerModel | None = None,
-    learned: bool = True,
+    layer: str = "hybrid",
 ) -> Answer:
     """Choose the sentences that answer the question and assemble the cited answer.
 
-    Questions with CJK go through the learned answer model (qa_bot.answer_model); questions
-    without CJK and follow-ups completed from the history (query != question) keep the hand-set
-    picker (AnswerSettings): the model was trained on self-contained Chinese questions only.
-    learned=False forces the hand-set picker (the old answer layer, kept for side-by-side benchmarks).
+    Questions with CJK go through the hybrid layer (_compose_hybrid: learned confidence, hand-set
+    quotes); questions without CJK and follow-ups completed from the history (query != question) keep
+    the hand-set picker (AnswerSettings): the model was trained on self-contained Chinese questions only.
+    layer="old" forces the hand-set picker and layer="learned" quotes the ranker's own choice (the
+    earlier answer layers, kept for the side-by-side benchmark in bench/train_answer.py).
     sentence_similarity[i][j], when given, is the dense cosine of the question with
     sentence j of passage i (used by the hand-set picker for questions without CJK).
     """
@@ -287,38 +288,55 @@ def compose(
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
-    if learned and has_cjk(question) and query == question:
-        return _compose_learned(question, query, passages, store, picker, weights, model or default_model())
+    if layer != "old" and has_cjk(question) and query == question:
+        return _compose_hybrid(
+            question, query, passages, store, picker, weights, model or default_model(), settings, layer == "learned"
+        )
     # The new layer never quotes a lone caption or credit line (資料圖片) for an English question either.
-    shortest = settings.min_quote_chars if learned else 0
+    shortest = settings.min_quote_chars if layer != "old" else 0
     chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings, shortest)
     if not chosen:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     return _assemble(question, query, passages, store, chosen, confidence=1.0)
 
 
-def _compose_learned(
+def _compose_hybrid(
     question: str, query: str, passages: list[Passage], store: Store, picker: SentencePicker, weights: Counter,
-    model: AnswerModel,
+    model: AnswerModel, settings: AnswerSettings, ranker_quotes: bool = False,
 ) -> Answer:
-    """The learned layer: rank sentences, refuse below the confidence threshold, find the short answer."""
+    """The learned confidence decides found or refused; the hand-set score picks the quotes.
+
+    The learned ranker picked the answer sentence no better than the hand-set score and lost
+    answer-hit by quoting fewer sentences (docs/quality.md), so at run time its sentence shares
+    only feed the confidence features and the short-answer span scorer. The quotes are the hand-set
+    picker's (best sentence, up to MAX_QUOTES within keep_ratio; that rule beat the ranker-share
+    rule on validation), without its relevance thresholds: the confidence replaces them.
+    ranker_quotes=True quotes the ranker's top sentence (and the runner-up from
+    second_quote_share) instead: the learned layer, for the benchmark only.
+    """
     language = script_of(question)
     sentences = candidate_sentences(passages)
-    if not sentences:
+    candidates = _score_by_hand(passages, picker, weights, None, settings, settings.min_quote_chars)
+    if not sentences or not candidates:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     features = sentence_features(question, weights, passages, sentences)
-    probabilities = model.ranker.shares(features)
-    best = int(np.argmax(probabilities))
-    confidence = float(model.confidence.probability(confidence_features(features, probabilities, best, passages)))
+    shares = model.ranker.shares(features)
+    best = int(np.argmax(shares))
+    confidence = float(model.confidence.probability(confidence_features(features, shares, best, passages)))
     if confidence < model.found_threshold:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
-    order = np.argsort(-probabilities)
-    chosen = [
-        _Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, float(probabilities[k]))
-        for n, k in enumerate(order[:2]) if n == 0 or probabilities[k] >= model.second_quote_share
-    ]
+    if ranker_quotes:
+        order = np.argsort(-shares)
+        chosen = [_Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, 0.0)
+                  for n, k in enumerate(order[:2]) if n == 0 or shares[k] >= model.second_quote_share]
+    else:
+        chosen = _keep_close(sorted(candidates, key=lambda c: -c.score), settings)
+    share = {(s.rank + 1, s.start): float(p) for s, p in zip(sentences, shares)}
+    for c in chosen:  # a quote's score is its ranker share, the span scorer's input
+        c.score = share[c.citation, c.start]
     answer = _assemble(question, query, passages, store, chosen, confidence)
-    first = next(q for q in answer.quotes if q.score == chosen[0].score)
+    text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]
+    first = next(q for q in answer.quotes if q.text == text)  # the best quote (quotes are unique)
     answer.short = _short_answer(question, first, answer.citations[first.citation - 1], store, model, confidence)
     return answer
 
@@ -357,7 +375,21 @@ def _pick_by_hand(
     passages: list[Passage], picker: SentencePicker, weights: Counter, cross_lingual: bool,
     sentence_similarity: list[list[float]] | None, settings: AnswerSettings, shortest: int,
 ) -> list[_Candidate]:
-    """The hand-set picker: overlap + cosine + passage prior, thresholds of AnswerSettings; [] if irrelevant.
+    """The hand-set picker: the best-scoring sentences, [] if the thresholds of AnswerSettings call them irrelevant."""
+    candidates = _score_by_hand(passages, picker, weights, sentence_similarity, settings, shortest)
+    if not candidates:
+        return []
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    if not _is_relevant(passages[0], candidates, ranked[0], cross_lingual, settings):
+        return []
+    return _keep_close(ranked, settings)
+
+
+def _score_by_hand(
+    passages: list[Passage], picker: SentencePicker, weights: Counter,
+    sentence_similarity: list[list[float]] | None, settings: AnswerSettings, shortest: int,
+) -> list[_Candidate]:
+    """The hand-set sentence score: overlap + cosine + passage prior (AnswerSettings weights).
     Sentences shorter than `shortest` characters are not candidates."""
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
@@ -376,15 +408,15 @@ def _pick_by_hand(
             if _is_heading_line(passage, start, end):
                 score *= settings.heading_weight
             candidates.append(_Candidate(rank + 1, start, end, score, overlap, semantic))
-    if not candidates:
-        return []
-    best = max(candidates, key=lambda c: c.score)
-    if not _is_relevant(passages[0], candidates, best, cross_lingual, settings):
-        return []
+    return candidates
+
+
+def _keep_close(ranked: list[_Candidate], settings: AnswerSettings) -> list[_Candidate]:
+    """The best sentence and up to MAX_QUOTES - 1 more scoring within keep_ratio of it (and sharing a word)."""
+    best = ranked[0]
     return [best] + [
-        c for c in sorted(candidates, key=lambda c: -c.score)
-        if c is not best and c.score >= settings.keep_ratio * best.score and c.overlap > 0
-        and c.end - c.start >= settings.min_quote_chars
+        c for c in ranked[1:]
+        if c.score >= settings.keep_ratio * best.score and c.overlap > 0 and c.end - c.start >= settings.min_quote_chars
     ][: MAX_QUOTES - 1]
 
 
