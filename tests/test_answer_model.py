@@ -92,3 +92,26 @@ def test_seed_offtopic_refused_and_short_answers_exact(seed_bot):
             shown += 1
             exact += any(a in short.text or short.text in a for a in item["answers"])
     assert shown == 0 or exact / shown >= 0.7, f"{exact}/{shown} short answers hold the gold answer"
+
+
+@pytest.mark.slow
+def test_hybrid_found_follows_the_confidence_and_quotes_the_hand_set_choice(seed_bot):
+    """What ships: refusal by the learned confidence; the quotes are the hand-set picker's (no duplicates)."""
+    from test_answer import SEED_QUESTIONS
+
+    from qa_bot.answer import compose
+
+    threshold = AnswerModel.load().found_threshold
+    compared = 0
+    for item in SEED_QUESTIONS:
+        question = item["question"]
+        answer = seed_bot.ask(question)
+        assert answer.found == (answer.confidence >= threshold), question
+        texts = [q.text for q in answer.quotes]
+        assert len(texts) == len(set(texts))
+        passages = seed_bot.retrieve(question, k=5)
+        old = compose(question, question, passages, seed_bot.store, seed_bot._picker_for(seed_bot.store), layer="old")
+        if answer.found and old.found and all(len(q.text) >= 6 for q in old.quotes):  # the hybrid skips lone credits
+            assert texts == [q.text for q in old.quotes], question
+            compared += 1
+    assert compared >= len(SEED_QUESTIONS) // 2
