@@ -506,8 +506,9 @@ def markdown(results: dict) -> str:
              f"of the confidence: {results['calibration']['report']['ece']} (validation "
              f"{results['calibration']['validation']['ece']}). Curve: [answer-confidence.png](answer-confidence.png).", "",
              *header, *table(results["report"], names, metrics), "",
-             f"Validation split ({results['splits']['validation']} questions), which chose the hybrid's quote rule "
-             "by answer-hit (the hand-set rule against the learned one):", "",
+             f"Validation split ({results['splits']['validation']} questions). Here the hybrid's rule for further "
+             "quotes (up to two more within keep_ratio, as the old picker) was chosen by answer-hit over the learned "
+             "share rule (one-off comparison on the same hand-set order: docs/architecture.md, \"Answers\"):", "",
              *header, *table(results["validation"], {g: names[g] for g in ("drcd_nearmiss_answerable", "cmrc_trial")},
                              ("answer_hit", "median_answer_chars")), "",
              "Seed article (`tests/data`, never trained on); the hybrid through `QABot.ask()`:", "",

@@ -7,6 +7,8 @@ here with numpy, so scikit-learn stays a training-only dependency:
 - the sentence ranker (trained listwise: a softmax over one question's sentences) scores every
   sentence of the top passages (word overlap, where the
   question's words sit, sentence role, passage score, whether it holds the kind of thing asked);
+  at run time its shares only feed the confidence and the span scorer: the quotes are chosen
+  by the hand-set score (qa_bot.answer._compose_hybrid);
 - the confidence model turns the best sentence's features into P(the quote answers the question);
 - the span scorer picks the short answer (a run of jieba words) inside the chosen sentence.
 """
