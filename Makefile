@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg calibration browser clean
+.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg calibration browser clean train
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,bench,peers]"
+	$(BIN)/pip install --quiet -e ".[test,bench,peers,train]"
 	touch $@
 
 run: $(VENV)/.installed
@@ -57,6 +57,11 @@ fusion-model: $(VENV)/.installed
 # The int8 model's calibration texts (qa_bot/embedding/calibration.jsonl) from ../shared's CMRC 2018 trial.
 calibration: $(VENV)/.installed
 	$(BIN)/python bench/make_calibration.py
+
+# The answer model (qa_bot/answer_model.json) from DRCD dev near-miss + CMRC 2018 trial, deterministic;
+# also writes bench/results/answer_model.json and docs/answer-confidence.png (~10 minutes here).
+train: $(VENV)/.bench-installed
+	$(BIN)/python bench/train_answer.py
 
 # Design sweeps behind docs/architecture.md (fusion methods, BM25 tokenisations).
 bench-sweeps: $(VENV)/.bench-installed

@@ -29,6 +29,7 @@ from bench.datasets import (  # noqa: E402
     write_result,
 )
 from bench.run_fusion import section as fusion_section  # noqa: E402
+from bench.train_answer import markdown  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.evaluate import evaluate, format_table  # noqa: E402
 
@@ -62,6 +63,9 @@ def main() -> None:
     lines += [f"DRCD index: {results['drcd_build']}", ""]
     if (RESULTS / "fusion.json").exists():  # written by bench/run_fusion.py (run before this in `make bench`)
         lines += [fusion_section(json.loads((RESULTS / "fusion.json").read_text(encoding="utf-8"))), ""]
+    answer_results = RESULTS / "answer_model.json"  # written by `make train` (bench/train_answer.py)
+    if answer_results.exists():
+        lines.append(markdown(json.loads(answer_results.read_text(encoding="utf-8"))))
     (ROOT / "docs" / "quality.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

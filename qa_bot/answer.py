@@ -13,6 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from .answer_model import (
+    AnswerModel,
+    Sentence,
+    confidence_features,
+    default_model,
+    sentence_features,
+    span_candidates,
+)
 from .records import Passage
 from .stores.bm25 import idf
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
@@ -72,6 +82,8 @@ class Answer:
     quotes: list[Quote] = field(default_factory=list)
     language: str = "zh-hant"
     query: str = ""  # what was searched (the question, completed from history for follow-ups)
+    confidence: float = 0.0  # P(the quotes answer the question), calibrated for Chinese questions
+    short: Quote | None = None  # the exact answer inside the first quote (a name, place, date, number)
 
     def highlights(self, n: int) -> list[tuple[int, int]]:
         """The (start, end) ranges of citations[n-1].text quoted in the answer."""
@@ -83,6 +95,8 @@ class Answer:
             "found": self.found,
             "language": self.language,
             "query": self.query,
+            "confidence": self.confidence,
+            "short": self.short.to_dict() if self.short else None,
             "quotes": [q.to_dict() for q in self.quotes],
             "citations": [
                 {**p.to_dict(), "n": n, "highlights": self.highlights(n)} for n, p in enumerate(self.citations, 1)
@@ -239,8 +253,8 @@ class _Candidate:
     start: int
     end: int
     score: float
-    overlap: float
-    similarity: float
+    overlap: float = 0.0
+    similarity: float = 0.0
 
 
 def compose(
@@ -251,11 +265,18 @@ def compose(
     picker: SentencePicker,
     sentence_similarity: list[list[float]] | None = None,
     settings: AnswerSettings = AnswerSettings(),
+    model: AnswerModel | None = None,
+    layer: str = "hybrid",
 ) -> Answer:
     """Choose the sentences that answer the question and assemble the cited answer.
 
+    Questions with CJK go through the hybrid layer (_compose_hybrid: learned confidence, hand-set
+    quotes); questions without CJK and follow-ups completed from the history (query != question) keep
+    the hand-set picker (AnswerSettings): the model was trained on self-contained Chinese questions only.
+    layer="old" forces the hand-set picker and layer="learned" quotes the ranker's own choice (the
+    earlier answer layers, kept for the side-by-side benchmark in bench/train_answer.py).
     sentence_similarity[i][j], when given, is the dense cosine of the question with
-    sentence j of passage i (used for questions without CJK, where overlap is blind).
+    sentence j of passage i (used by the hand-set picker for questions without CJK).
     """
     language = script_of(question)
     if not passages:
@@ -267,12 +288,117 @@ def compose(
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
+    if layer != "old" and has_cjk(question) and query == question:
+        return _compose_hybrid(
+            question, query, passages, store, picker, weights, model or default_model(), settings, layer == "learned"
+        )
+    # The new layer never quotes a lone caption or credit line (資料圖片) for an English question either.
+    shortest = settings.min_quote_chars if layer != "old" else 0
+    chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings, shortest)
+    if not chosen:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
+    return _assemble(question, query, passages, store, chosen, confidence=1.0)
+
+
+def _compose_hybrid(
+    question: str, query: str, passages: list[Passage], store: Store, picker: SentencePicker, weights: Counter,
+    model: AnswerModel, settings: AnswerSettings, ranker_quotes: bool = False,
+) -> Answer:
+    """The learned confidence decides found or refused; the hand-set score picks the quotes.
+
+    The learned ranker picked the answer sentence no better than the hand-set score and lost
+    answer-hit by quoting fewer sentences (docs/quality.md), so at run time its sentence shares
+    only feed the confidence features and the short-answer span scorer. The quotes are the hand-set
+    picker's (best sentence, up to MAX_QUOTES within keep_ratio; that rule beat the ranker-share
+    rule on validation), without its relevance thresholds: the confidence replaces them.
+    ranker_quotes=True quotes the ranker's top sentence (and the runner-up from
+    second_quote_share) instead: the learned layer, for the benchmark only.
+    """
+    language = script_of(question)
+    sentences = candidate_sentences(passages)
+    candidates = _score_by_hand(passages, picker, weights, None, settings, settings.min_quote_chars)
+    if not sentences or not candidates:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
+    features = sentence_features(question, weights, passages, sentences)
+    shares = model.ranker.shares(features)
+    best = int(np.argmax(shares))
+    confidence = float(model.confidence.probability(confidence_features(features, shares, best, passages)))
+    if confidence < model.found_threshold:
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
+    if ranker_quotes:
+        order = np.argsort(-shares)
+        chosen = [_Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, 0.0)
+                  for n, k in enumerate(order[:2]) if n == 0 or shares[k] >= model.second_quote_share]
+    else:
+        chosen = _keep_close(sorted(candidates, key=lambda c: -c.score), settings)
+    share = {(s.rank + 1, s.start): float(p) for s, p in zip(sentences, shares)}
+    for c in chosen:  # a quote's score is its ranker share, the span scorer's input
+        c.score = share[c.citation, c.start]
+    answer = _assemble(question, query, passages, store, chosen, confidence)
+    text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]
+    first = next(q for q in answer.quotes if q.text == text)  # the best quote (quotes are unique)
+    answer.short = _short_answer(question, first, answer.citations[first.citation - 1], store, model, confidence)
+    return answer
+
+
+def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
+    """The sentences of the first PASSAGES_READ passages, in order."""
+    sentences = []
+    for rank, passage in enumerate(passages[:PASSAGES_READ]):
+        spans = sentence_spans(passage.text)
+        for j, (start, end) in enumerate(spans):
+            heading = _is_heading_line(passage, start, end)
+            sentences.append(Sentence(rank, start, end, j, len(spans), heading, spans[j - 1][0] if j else start))
+    return sentences
+
+
+def _short_answer(
+    question: str, quote: Quote, passage: Passage, store: Store, model: AnswerModel, confidence: float
+) -> Quote | None:
+    """The best span of the best quoted sentence, if span share x answer confidence clears the threshold."""
+    spans = span_candidates(question, quote.text, quote.score)
+    if not spans:
+        return None
+    shares = model.span.shares(np.asarray([span.features for span in spans]))
+    best = int(np.argmax(shares))
+    if shares[best] * confidence < model.span_threshold:
+        return None
+    chunk = store.chunks[passage.chunk_id]
+    start, end = quote.passage_start + spans[best].start, quote.passage_start + spans[best].end
+    return Quote(
+        passage.text[start:end], quote.citation, start, end, chunk.original_offset(start),
+        chunk.original_offset(end - 1) + 1, float(shares[best] * confidence),
+    )
+
+
+def _pick_by_hand(
+    passages: list[Passage], picker: SentencePicker, weights: Counter, cross_lingual: bool,
+    sentence_similarity: list[list[float]] | None, settings: AnswerSettings, shortest: int,
+) -> list[_Candidate]:
+    """The hand-set picker: the best-scoring sentences, [] if the thresholds of AnswerSettings call them irrelevant."""
+    candidates = _score_by_hand(passages, picker, weights, sentence_similarity, settings, shortest)
+    if not candidates:
+        return []
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    if not _is_relevant(passages[0], candidates, ranked[0], cross_lingual, settings):
+        return []
+    return _keep_close(ranked, settings)
+
+
+def _score_by_hand(
+    passages: list[Passage], picker: SentencePicker, weights: Counter,
+    sentence_similarity: list[list[float]] | None, settings: AnswerSettings, shortest: int,
+) -> list[_Candidate]:
+    """The hand-set sentence score: overlap + cosine + passage prior (AnswerSettings weights).
+    Sentences shorter than `shortest` characters are not candidates."""
     top_score = passages[0].score or 1.0
     candidates: list[_Candidate] = []
     for rank, passage in enumerate(passages[:PASSAGES_READ]):
         prior = settings.passage_weight * passage.score / top_score
         spans = sentence_spans(passage.text)
         for j, (start, end) in enumerate(spans):
+            if end - start < shortest:
+                continue
             overlap = picker.overlap(weights, passage.text[start:end])
             if j:  # the subject is often in the sentence before ("楊靜…表示，…；…創造彝州經驗；")
                 window = passage.text[spans[j - 1][0] : end]
@@ -282,17 +408,24 @@ def compose(
             if _is_heading_line(passage, start, end):
                 score *= settings.heading_weight
             candidates.append(_Candidate(rank + 1, start, end, score, overlap, semantic))
-    if not candidates:
-        return Answer(message("not_found", language), passages, False, [], language, query)
-    best = max(candidates, key=lambda c: c.score)
-    if not _is_relevant(passages[0], candidates, best, cross_lingual, settings):
-        return Answer(message("not_found", language), passages, False, [], language, query)
-    chosen = [best] + [
-        c for c in sorted(candidates, key=lambda c: -c.score)
-        if c is not best and c.score >= settings.keep_ratio * best.score and c.overlap > 0
-        and c.end - c.start >= settings.min_quote_chars
+    return candidates
+
+
+def _keep_close(ranked: list[_Candidate], settings: AnswerSettings) -> list[_Candidate]:
+    """The best sentence and up to MAX_QUOTES - 1 more scoring within keep_ratio of it (and sharing a word)."""
+    best = ranked[0]
+    return [best] + [
+        c for c in ranked[1:]
+        if c.score >= settings.keep_ratio * best.score and c.overlap > 0 and c.end - c.start >= settings.min_quote_chars
     ][: MAX_QUOTES - 1]
-    chosen.sort(key=lambda c: (c.citation, c.start))
+
+
+def _assemble(
+    question: str, query: str, passages: list[Passage], store: Store, chosen: list[_Candidate], confidence: float
+) -> Answer:
+    """Quotes in document order, each quoted text once; the quoted passages cited first."""
+    unique = {passages[c.citation - 1].text[c.start : c.end]: c for c in reversed(chosen)}  # best one kept
+    chosen = sorted(unique.values(), key=lambda c: (c.citation, c.start))
     # Cite only the passages quoted, numbered in order; the rest follow as further reading.
     order = list(dict.fromkeys(c.citation for c in chosen))
     order += [n for n in range(1, len(passages) + 1) if n not in order]
@@ -309,7 +442,7 @@ def compose(
             )
         )
     text = "".join(f"{q.text}[{q.citation}]" for q in quotes)
-    return Answer(text, citations, True, quotes, language, query)
+    return Answer(text, citations, True, quotes, script_of(question), query, confidence=confidence)
 
 
 def _is_heading_line(passage: Passage, start: int, end: int) -> bool:

@@ -124,12 +124,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer.to_dict())
         return 0
+    if answer.short is not None:  # the direct answer first, bold on a terminal
+        print(f"\033[1m{answer.short.text}\033[0m" if sys.stdout.isatty() else answer.short.text)
     print(answer.text)
     print()
     for n, passage in enumerate(answer.citations, 1):
         quoted = next((q.start for q in answer.quotes if q.citation == n), None)
         print(f"[{n}] {place_label(passage, quoted)}")
-        print(f"    {passage.text}\n")
+        if args.passages:
+            print(f"    {passage.text}\n")
     return 0
 
 
@@ -184,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[common], help="answer a question with cited quotations")
     ask.add_argument("question")
+    ask.add_argument("--passages", action="store_true", help="also print the full text of every cited passage")
     ask.set_defaults(func=cmd_ask)
 
     evaluation = commands.add_parser("eval", parents=[common], help="score retrieval and answers on a question file")

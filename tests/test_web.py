@@ -138,6 +138,16 @@ def test_format_answer_quotes_cites_and_stays_inert():
     assert markup.index("<details") < markup.index("&#60;b&#62;evil")
 
 
+def test_format_answer_shows_the_short_answer_first_in_bold_and_escaped():
+    text = "起點設在<b>白水鎮</b>中山體育場。"
+    answer = Answer(f"{text}[1]", [passage(text)], True, [Quote(text, 1, 0, len(text), 0, len(text))])
+    answer.short = Quote("<b>白水鎮</b>中山體育場", 1, 4, 18, 4, 18)
+    markup = format_answer(answer)
+    assert_inert(markup)
+    assert markup.index('<div class="qa-short"><b>') < markup.index("qa-answer-text")
+    assert "&#60;b&#62;白水鎮&#60;/b&#62;中山體育場</b>" in markup
+
+
 def test_format_answer_not_found_shows_message_and_closest_passages():
     answer = Answer("文件中沒有找到這個問題的答案。", [passage("最接近的段落。"), passage("其次。")], found=False)
     markup = format_answer(answer)

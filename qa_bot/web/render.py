@@ -99,7 +99,8 @@ def format_answer(answer: Answer) -> str:
         body = "".join(f'{escape(q.text)}<span class="qa-ref">[{q.citation}]</span>' for q in answer.quotes)
     else:
         body = escape(answer.text)
-    parts = [f'<div class="qa-answer"><div class="qa-answer-text">{body}</div>']
+    short = f'<div class="qa-short"><b>{escape(answer.short.text)}</b></div>' if answer.short else ""
+    parts = [f'<div class="qa-answer">{short}<div class="qa-answer-text">{body}</div>']
     items = [(n, p, answer.highlights(n), _first_quote(answer, n)) for n, p in enumerate(answer.citations, 1)]
     quoted = [item for item in items if item[2]] if answer.found else items
     further = [item for item in items if not item[2]] if answer.found else []

@@ -1,0 +1,559 @@
+"""Train the answer model (qa_bot/answer_model.json) and measure it against the hand-set picker.
+
+    python bench/train_answer.py            # `make train`: retrain, evaluate, write the results
+    python bench/train_answer.py --evaluate # only evaluate the committed model
+
+Data (../shared/benchmarks, licences in their READMEs): DRCD dev near-miss (CC BY-SA 3.0;
+answerable and near-topic unanswerable questions) and CMRC 2018 trial (CC BY-SA 4.0), each
+asked against its own index; off-topic negatives are the questions of one corpus asked
+against the other corpus' index plus OFF_TOPIC below. Every article (and every off-topic
+question) falls by a hash of its id into train (60 %), validation (20 %) or report (20 %):
+models are fitted on train, every setting (regularisation, thresholds) is chosen on
+validation, and the numbers in docs come from report. The seed questions (tests/data) are
+never trained on; they are reported separately.
+
+Retrieval results are cached under bench/cache/answer/ (git-ignored), so a re-run takes
+minutes. Writes qa_bot/answer_model.json, bench/results/answer_model.json and
+docs/answer-confidence.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.datasets import (  # noqa: E402
+    OFFTOPIC_QUESTIONS,
+    RESULTS,
+    ROOT,
+    SEED_QUESTIONS,
+    SEEDS,
+    read_jsonl,
+    write_result,
+)
+from qa_bot import QABot  # noqa: E402
+from qa_bot.answer import SentencePicker, candidate_sentences, compose  # noqa: E402
+from qa_bot.answer_model import (  # noqa: E402
+    MODEL_FILE,
+    AnswerModel,
+    Logistic,
+    confidence_features,
+    sentence_features,
+    span_candidates,
+)
+from qa_bot.evaluate import is_exact  # noqa: E402
+from qa_bot.retriever import Retriever  # noqa: E402
+from qa_bot.textnorm import has_cjk  # noqa: E402
+
+SHARED = Path(os.environ.get("QA_BOT_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
+CACHE = ROOT / "bench" / "cache" / "answer"
+PLOT = ROOT / "docs" / "answer-confidence.png"
+SEED = 0
+CROSS_SAMPLE = 500  # questions of one corpus asked against the other corpus' index, per direction
+MIN_FOUND = 0.96  # the confidence threshold keeps at least this share of answerable validation questions
+MIN_SHORT_PRECISION = 0.85
+MEDIAN_CHARS = 50  # the issue's bound on the median answer length  # the span threshold: short answers exactly right this often on validation
+# Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
+OFF_TOPIC = [
+    "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
+    "今天天气怎么样？", "明天會下雨嗎？", "你好", "謝謝你", "你是谁？", "講個笑話吧", "😀😀😀", "？？？", "……", "!!!",
+    "🍝🍕🍔？", "如何用Python读取CSV文件？", "JavaScript的閉包是什麼？", "怎么重置路由器密码？", "附近有什麼好吃的餐廳？",
+    "推薦幾本好看的小說", "最近有什么好看的电影？", "怎样减肥最有效？", "如何学好英语？", "咖啡和茶哪個比較健康？",
+    "What is the weather like today?", "Tell me a joke.", "How do I bake chocolate cookies?", "股票明天会涨吗？",
+    "如何養一隻貓？", "手机没电了怎么办？", "信用卡密碼忘記了怎麼辦？", "怎么做番茄炒蛋？", "周末去哪裡玩比較好？",
+    "請幫我寫一首詩", "1+1等于几？", "現在幾點了？", "我的快递到哪了？", "怎样煮出好吃的米饭？", "ok", "。。。",
+]  # fmt: skip
+_SPACE = re.compile(r"\s+")
+
+
+def split_of(key: str) -> str:
+    """'train', 'validation' or 'report', fixed by a hash of an article id (or off-topic question)."""
+    bucket = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+    return "train" if bucket < 6 else "validation" if bucket < 8 else "report"
+
+
+def article_key(corpus: str, source: str) -> str:
+    """DRCD dev and its near-miss version share article ids (drcd-1147.txt, doc-1147.txt)."""
+    stem = Path(source).stem
+    return f"{corpus}:{stem.split('-', 1)[1]}"
+
+
+def squash(text: str) -> str:
+    return _SPACE.sub("", text)
+
+
+def holds(text: str, answers: list[str]) -> bool:
+    squashed = squash(text)
+    return any(squash(a) and squash(a) in squashed for a in answers)
+
+
+exact = is_exact  # a short answer is a gold answer, script, spaces and quote marks (《泰晤士報》) aside
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def question_sets() -> tuple[dict[str, QABot], list[dict]]:
+    """The bots (one per corpus) and every question: its corpus, split, gold answers and kind."""
+    bots = {name: QABot(index_dir=CACHE / f"{name}-index", docs_dir=SHARED / folder / "docs")
+            for name, folder in (("drcd", "drcd-dev-nearmiss"), ("cmrc", "cmrc2018-trial"))}
+    bots["cmrc"]._embedder = bots["drcd"].embedder  # one model in memory
+    drcd = read_jsonl(SHARED / "drcd-dev-nearmiss" / "questions.jsonl")
+    cmrc = read_jsonl(SHARED / "cmrc2018-trial" / "questions.jsonl")
+    items = []
+    for q in drcd:
+        kind = "answerable" if q["answerable"] else "near-topic"
+        answers = q["answers"] if q["answerable"] else []
+        items.append({**q, "answers": answers, "corpus": "drcd", "index": "drcd", "kind": kind, "split": split_of(article_key("drcd", q["source"]))})
+    for q in cmrc:
+        items.append({**q, "corpus": "cmrc", "index": "cmrc", "kind": "answerable", "split": split_of(article_key("cmrc", q["source"]))})
+    rng = np.random.default_rng(SEED)
+    for own, other, pool in (("drcd", "cmrc", [q for q in drcd if q["answerable"]]), ("cmrc", "drcd", cmrc)):
+        for i in sorted(rng.choice(len(pool), CROSS_SAMPLE, replace=False)):
+            q = pool[i]
+            items.append({"id": f"x-{q['id']}", "question": q["question"], "answers": [], "corpus": own, "index": other,
+                          "kind": "off-topic", "split": split_of(article_key(own, q["source"]))})
+    for i, text in enumerate(OFF_TOPIC):
+        for index in ("drcd", "cmrc"):
+            items.append({"id": f"o{i}-{index}", "question": text, "answers": [], "corpus": "generated", "index": index,
+                          "kind": "off-topic", "split": split_of(f"offtopic:{text}")})
+    return bots, [item for item in items if item["question"].strip()]  # CMRC trial has a blank question
+
+
+def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
+    """The top-5 passages of every question, cached by the question list, the indexes' generations and
+    the retrieval code and learned fusion weight (a change to either re-runs the retrieval)."""
+    for bot in bots.values():
+        bot.update()
+    retrieval = [ROOT / "qa_bot" / "retriever.py", ROOT / "qa_bot" / "fusion_model.json"]
+    key = hashlib.sha1(json.dumps([[i["index"], i["question"]] for i in items], ensure_ascii=False).encode()
+                       + b"".join(path.read_bytes() for path in retrieval if path.exists())).hexdigest()
+    key += "-" + "-".join(str(bots[name].store.generation) for name in sorted(bots))
+    path = CACHE / f"passages-{key[:16]}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    retrievers = {name: Retriever(bot.store, bot.embedder) for name, bot in bots.items()}
+    passages = [retrievers[item["index"]].search(item["question"], k=5) for item in items]
+    path.write_bytes(pickle.dumps(passages))
+    return passages
+
+
+# -- features and fitting --------------------------------------------------------------------------
+
+
+def featurise(bots: dict[str, QABot], items: list[dict], passages: list[list]) -> list[dict]:
+    """Per question: its candidate sentences, their ranker features and which ones hold a gold answer."""
+    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
+    rows = []
+    for item, found in zip(items, passages):
+        sentences = candidate_sentences(found)
+        picker = pickers[item["index"]]
+        features = sentence_features(item["question"], picker.weights(item["question"]), found, sentences)
+        texts = [found[s.rank].text[s.start : s.end] for s in sentences]
+        # A gold string also turns up in other paragraphs ("2", "中國"): only the gold paragraph's count.
+        labels = np.asarray([holds(t, item["answers"]) and in_gold(found[s.rank], s, item)
+                             for s, t in zip(sentences, texts)], dtype=bool)
+        rows.append({"features": features, "labels": labels, "texts": texts, "passages": found})
+    return rows
+
+
+def in_gold(passage, sentence, item: dict) -> bool:
+    """Whether the sentence lies in the question's gold paragraph (approximately: chunk offsets)."""
+    start = passage.start + sentence.start
+    return passage.source == item.get("source") and start < item["end"] and item["start"] < passage.start + sentence.end
+
+
+def fit(x: np.ndarray, y: np.ndarray, c: float) -> Logistic:
+    """A standardised L2 logistic regression (scikit-learn, training only)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    model = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
+    return Logistic(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+def fit_listwise(groups: list[tuple[np.ndarray, np.ndarray, float]], l2: float) -> Logistic:
+    """A linear scorer trained with a softmax over each group's rows (one question's sentences, or one
+    sentence's spans) to put a positive row first: -weight * log P(positive), plus l2 * |w|^2 / groups."""
+    from scipy.optimize import minimize
+
+    x_all = np.vstack([x for x, _, _ in groups])
+    mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    standard = [((x - mean) / scale, y, weight) for x, y, weight in groups]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = l2 * w @ w / len(standard), 2 * l2 * w / len(standard)
+        for x, y, weight in standard:
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            positive = p[y].sum()
+            total -= weight * np.log(positive + 1e-12)
+            grad -= weight * (x.T @ (np.where(y, p / positive, 0.0) - p))
+        return total, grad
+
+    result = minimize(loss, np.zeros(x_all.shape[1]), jac=True, method="L-BFGS-B")
+    return Logistic(mean, scale, result.x, 0.0)
+
+
+def top1(ranker: Logistic, pairs: list) -> float:
+    """Share of answerable questions whose best-ranked sentence holds a gold answer."""
+    return float(np.mean([holds(r["texts"][int(np.argmax(ranker.score(r["features"])))], i["answers"]) for i, r in pairs]))
+
+
+def train(items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
+    """Fit ranker, confidence and span models on train; choose regularisation and thresholds on validation."""
+    part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])] for s in ("train", "validation")}
+    answerable = {s: [(i, r) for i, r in part[s] if i["kind"] == "answerable"] for s in part}
+    # Each corpus weighs the same in training (DRCD has twice CMRC's questions).
+    counts = {c: sum(i["corpus"] == c and r["labels"].any() for i, r in answerable["train"]) for c in ("drcd", "cmrc")}
+    groups = [(r["features"], r["labels"], 1.0 / counts[i["corpus"]]) for i, r in answerable["train"] if r["labels"].any()]
+    choices = {l2: fit_listwise(groups, l2) for l2 in (0.1, 1.0, 10.0, 100.0)}
+    scores = {l2: np.mean([top1(m, [(i, r) for i, r in answerable["validation"] if i["corpus"] == c]) for c in counts])
+              for l2, m in choices.items()}
+    l2_ranker = max(scores, key=scores.get)
+    ranker = choices[l2_ranker]
+
+    def question_rows(pairs: list) -> tuple[np.ndarray, np.ndarray, list]:
+        feats, labels, ranked = [], [], []
+        for item, row in pairs:
+            shares = ranker.shares(row["features"])
+            order = np.argsort(-shares)
+            feats.append(confidence_features(row["features"], shares, int(order[0]), row["passages"]))
+            labels.append(holds(row["texts"][order[0]], item["answers"]))
+            ranked.append([(row["texts"][k], float(shares[k])) for k in order[:2]])
+        return np.asarray(feats), np.asarray(labels), ranked
+
+    conf_x, conf_y, train_ranked = question_rows(part["train"])
+    val_x, _, val_ranked = question_rows(part["validation"])
+    confidence = fit(conf_x, conf_y, 1.0)
+    val_conf = confidence.probability(val_x)
+    val_answerable = np.asarray([i["kind"] == "answerable" for i, _ in part["validation"]])
+    found_threshold = float(np.quantile(val_conf[val_answerable], 1 - MIN_FOUND))
+    second_share = _second_quote_share(part["validation"], val_ranked, val_conf >= found_threshold)
+
+    span_groups = []
+    for (item, _), ranked in zip(part["train"], train_ranked):
+        text, share = ranked[0]
+        if item["answers"] and holds(text, item["answers"]):
+            spans = span_candidates(item["question"], text, share)
+            y = np.asarray([exact(text[c.start : c.end], item["answers"]) for c in spans], dtype=bool)
+            if y.any():
+                span_groups.append((np.asarray([c.features for c in spans]), y, 1.0))
+    span = fit_listwise(span_groups, 1.0)
+    shown = []  # (share x confidence, exact) of the best span of each answerable validation question found
+    for (item, _), ranked, conf in zip(part["validation"], val_ranked, val_conf):
+        text, share = ranked[0]
+        if item["answers"] and conf >= found_threshold and (spans := span_candidates(item["question"], text, share)):
+            s = span.shares(np.asarray([c.features for c in spans]))
+            b = int(np.argmax(s))
+            shown.append((float(s[b] * conf), exact(text[spans[b].start : spans[b].end], item["answers"])))
+    span_threshold = _threshold_for_precision(shown, MIN_SHORT_PRECISION)
+    model = AnswerModel(ranker, confidence, span, found_threshold, span_threshold, second_share)
+    chosen = {
+        "ranker_l2": l2_ranker, "ranker_top1_validation_by_l2": scores, "found_threshold": found_threshold,
+        "span_threshold": span_threshold, "second_quote_share": second_share,
+        "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
+        "span_groups": len(span_groups),
+    }
+    return model, chosen
+
+
+def _second_quote_share(pairs: list, ranked: list, found: np.ndarray) -> float:
+    """The runner-up sentence is quoted too when its share reaches this: the value with the best
+    answer-hit on validation whose median answer stays within MEDIAN_CHARS."""
+    best, best_hit = 1.0, -1.0
+    for share in np.linspace(0.05, 1.0, 20):
+        hits, chars = [], []
+        for (item, _), top, ok in zip(pairs, ranked, found):
+            if not ok:
+                continue
+            texts = [top[0][0]] + [t for t, s in top[1:] if s >= share and t != top[0][0]]
+            chars.append(sum(map(len, texts)))
+            if item["kind"] == "answerable":
+                hits.append(any(holds(t, item["answers"]) for t in texts))
+        if np.median(chars) <= MEDIAN_CHARS and np.mean(hits) > best_hit:
+            best, best_hit = float(share), float(np.mean(hits))
+    return best
+
+
+def _threshold_for_precision(shown: list[tuple[float, bool]], precision: float) -> float:
+    """The lowest score threshold whose shown answers are exactly right at least `precision` of the time."""
+    ordered = sorted(shown, reverse=True)
+    best, right = 1.0, 0
+    for n, (score, ok) in enumerate(ordered, 1):
+        right += ok
+        if right / n >= precision:
+            best = score
+    return best
+
+
+def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
+    data = {
+        "about": "Trained by bench/train_answer.py (make train) on DRCD dev near-miss and CMRC 2018 trial; see docs/quality.md",
+        "ranker": model.ranker.to_dict(), "confidence": model.confidence.to_dict(), "span": model.span.to_dict(),
+        "found_threshold": model.found_threshold, "span_threshold": model.span_threshold,
+        "second_quote_share": model.second_quote_share,
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+GROUPS = {  # (corpus, kind) -> name in the results
+    ("drcd", "answerable"): "drcd_nearmiss_answerable",
+    ("drcd", "near-topic"): "drcd_nearmiss_unanswerable",
+    ("cmrc", "answerable"): "cmrc_trial",
+}
+
+
+def _group(item: dict) -> str:
+    return GROUPS.get((item["corpus"], item["kind"]), "off_topic")
+
+
+def answer_row(answer, answers: list[str]) -> dict:
+    """What one answer scores: found, answer-hit, length, duplicates, the short answer."""
+    texts = [q.text for q in answer.quotes]
+    row = {"found": answer.found, "chars": sum(map(len, texts)), "duplicate": len(texts) != len(set(texts)),
+           "confidence": answer.confidence}
+    if answers:
+        row["hit"] = answer.found and holds(answer.text, answers)
+        row["short_shown"] = answer.short is not None
+        row["short_exact"] = answer.short is not None and exact(answer.short.text, answers)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    answerable = [r for r in rows if "hit" in r]
+    found = [r for r in rows if r["found"]]
+    out = {"questions": len(rows)}
+    if answerable:
+        shown = [r for r in answerable if r["short_shown"]]
+        out |= {
+            "answer_hit": round(float(np.mean([r["hit"] for r in answerable])), 4),
+            "found": round(float(np.mean([r["found"] for r in answerable])), 4),
+            "short_shown": round(len(shown) / len(answerable), 4),
+            "short_exact_of_shown": round(float(np.mean([r["short_exact"] for r in shown])), 4) if shown else None,
+        }
+    else:
+        out["refused"] = round(float(np.mean([not r["found"] for r in rows])), 4)
+    if found:
+        out["median_answer_chars"] = float(np.median([r["chars"] for r in found]))
+        out["duplicate_quotes"] = int(sum(r["duplicate"] for r in found))
+    return out
+
+
+LAYERS = ("old", "learned", "hybrid")  # compose(layer=...): hand-set picker, learned ranker's quotes, what ships
+
+
+def evaluate(bots: dict[str, QABot], items: list[dict], model: AnswerModel, split: str) -> dict:
+    """The three answer layers (LAYERS) on one split, by question group, timed like QABot.ask()."""
+    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
+    rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
+    for item in items:
+        if item["split"] != split:
+            continue
+        bot = bots[item["index"]]
+        for variant in rows:
+            started = time.perf_counter()  # retrieval as QABot.ask() runs it, then the answer layer
+            found = bot.retrieve(item["question"], k=5)
+            answer = compose(item["question"], item["question"], found, bot.store, pickers[item["index"]],
+                             model=model, layer=variant)
+            row = answer_row(answer, item["answers"]) | {"ask_ms": (time.perf_counter() - started) * 1000}
+            rows[variant].setdefault(_group(item), []).append(row)
+    return {variant: {group: summarise(r) | {"ask_ms_p50": round(float(np.median([x["ask_ms"] for x in r])), 1)}
+                      for group, r in sorted(groups.items())} for variant, groups in rows.items()}
+
+
+def evaluate_seed(model: AnswerModel) -> dict:
+    """The seed article with the team's own questions (never trained on): the hybrid through QABot.ask(),
+    the other layers as QABot.ask() runs compose (retrieval, English sentence cosines)."""
+    bot = QABot(index_dir=CACHE / "seed-index", docs_dir=SEEDS)
+    bot.update()
+    picker = SentencePicker(bot.store)
+    questions = read_jsonl(SEED_QUESTIONS) + read_jsonl(OFFTOPIC_QUESTIONS)
+    rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
+    ms: dict[str, list] = {layer: [] for layer in LAYERS}
+    for item in questions:
+        group = "answerable" if item["answers"] else item.get("kind", "offtopic")
+        for layer in LAYERS:
+            started = time.perf_counter()
+            if layer == "hybrid":
+                answer = bot.ask(item["question"])
+            else:
+                passages = bot.retrieve(item["question"], k=5)
+                similarity = None
+                if passages and not has_cjk(item["question"]):
+                    similarity = bot._sentence_similarity(passages[:3], bot.embedder.encode_query(item["question"]))
+                answer = compose(item["question"], item["question"], passages, bot.store, picker, similarity,
+                                 model=model, layer=layer)
+            ms[layer].append((time.perf_counter() - started) * 1000)
+            rows[layer].setdefault(group, []).append(answer_row(answer, item["answers"]))
+    return {variant: {group: summarise(r) for group, r in sorted(groups.items())}
+            | {"ask_ms_p50": round(float(np.median(ms[variant])), 1)} for variant, groups in rows.items()}
+
+
+def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: str) -> dict:
+    """Expected calibration error (10 bins) and the found/refused trade-off curve on one split."""
+    conf, correct, answerable = [], [], []
+    for item, row in zip(items, rows):
+        if item["split"] != split:
+            continue
+        if not len(row["labels"]):
+            conf.append(0.0)
+            correct.append(False)
+        else:
+            p = model.ranker.shares(row["features"])
+            best = int(np.argmax(p))
+            conf.append(float(model.confidence.probability(confidence_features(row["features"], p, best, row["passages"]))))
+            correct.append(bool(item["answers"]) and bool(row["labels"][best]))
+        answerable.append(bool(item["answers"]))
+    conf_a, correct_a, answerable_a = np.asarray(conf), np.asarray(correct), np.asarray(answerable)
+    bins = np.minimum((conf_a * 10).astype(int), 9)
+    ece = sum(abs(conf_a[bins == b].mean() - correct_a[bins == b].mean()) * (bins == b).mean()
+              for b in range(10) if (bins == b).any())
+    thresholds = np.linspace(0, 1, 101)
+    curve = {
+        "threshold": thresholds.round(2).tolist(),
+        "answerable_found": [round(float((conf_a[answerable_a] >= t).mean()), 4) for t in thresholds],
+        "unanswerable_refused": [round(float((conf_a[~answerable_a] < t).mean()), 4) for t in thresholds],
+        "precision": [round(float(correct_a[conf_a >= t].mean()), 4) if (conf_a >= t).any() else None for t in thresholds],
+    }
+    return {"ece": round(float(ece), 4), "questions": len(conf), "curve": curve}
+
+
+def plot(results: dict) -> None:
+    """docs/answer-confidence.png: refusal trade-off and precision/recall over the confidence threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    threshold = results["model"]["found_threshold"]
+    for split, style in (("validation", "--"), ("report", "-")):
+        curve = results["calibration"][split]["curve"]
+        i = int(np.searchsorted(curve["threshold"], threshold))
+        left.plot(curve["unanswerable_refused"], curve["answerable_found"], style, label=f"{split} split")
+        left.plot(curve["unanswerable_refused"][i], curve["answerable_found"][i], "o", color="black")
+        shown = [(r, p) for r, p in zip(curve["answerable_found"], curve["precision"]) if p is not None]
+        right.plot([r for r, _ in shown], [p for _, p in shown], style, label=f"{split} split")
+        right.plot(curve["answerable_found"][i], curve["precision"][i], "o", color="black")
+    left.set(xlabel="unanswerable questions refused (near-topic + off-topic)",
+             ylabel="answerable questions answered (found)", ylim=(0.5, 1.01))
+    right.set(xlabel="recall: answerable questions answered", ylabel="precision: answers holding a gold answer",
+              ylim=(0.5, 1.01))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Answer confidence; threshold {threshold:.3f} (black dots) chosen on the validation split")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=100)
+
+
+def update_quality_doc(results: dict) -> None:
+    """Replace (or add) the answer-layer section (the last) of docs/quality.md; bench/run_quality.py writes it too."""
+    path = ROOT / "docs" / "quality.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Quality benchmarks\n\n"
+    head = text.split("\n## Answer layer")[0].rstrip("\n")
+    path.write_text(head + "\n\n" + markdown(results), encoding="utf-8")
+
+
+ANSWER_SECTION = "## Answer layer: hand-set picker (old), learned model (learned), hybrid (ships)"
+
+
+def markdown(results: dict) -> str:
+    """The docs/quality.md section: the three answer layers (LAYERS) side by side."""
+    names = {"drcd_nearmiss_answerable": "DRCD dev near-miss, answerable", "drcd_nearmiss_unanswerable":
+             "DRCD dev near-miss, near-topic unanswerable", "cmrc_trial": "CMRC 2018 trial", "off_topic": "off-topic"}
+    metrics = ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown",
+               "duplicate_quotes", "ask_ms_p50")
+    header = ["| set | metric | " + " | ".join(LAYERS) + " |", "|---|---|" + "---|" * len(LAYERS)]
+
+    def table(part: dict, groups: dict, keep: tuple) -> list[str]:
+        out = []
+        for group, title in groups.items():
+            for metric in keep:
+                values = [part[layer].get(group, {}).get(metric) for layer in LAYERS]
+                if any(v is not None for v in values):
+                    out.append(f"| {title} | {metric} | " + " | ".join("–" if v is None else str(v) for v in values) + " |")
+        return out
+
+    lines = [ANSWER_SECTION, "",
+             "What ships is the hybrid: the learned confidence decides found or refused, the hand-set picker's "
+             "score chooses the quotes (the best sentence and up to two more within keep_ratio of it), the short "
+             "answer comes from the best quoted sentence. `learned` quotes the ranker's own top sentence (and the "
+             "runner-up from a ranker share chosen on validation); `old` is the hand-set picker with its own thresholds.", "",
+             f"Generated by `{results['command']}` into `bench/results/answer_model.json`; report split "
+             f"({results['splits']['report']} questions, articles never trained or tuned on). "
+             f"Confidence threshold {results['model']['found_threshold']:.3f}, short-answer threshold "
+             f"{results['model']['span_threshold']:.3f}: both chosen on the validation split. Expected calibration error "
+             f"of the confidence: {results['calibration']['report']['ece']} (validation "
+             f"{results['calibration']['validation']['ece']}). Curve: [answer-confidence.png](answer-confidence.png).", "",
+             *header, *table(results["report"], names, metrics), "",
+             f"Validation split ({results['splits']['validation']} questions). Here the hybrid's rule for further "
+             "quotes (up to two more within keep_ratio, as the old picker) was chosen by answer-hit over the learned "
+             "share rule (one-off comparison on the same hand-set order: docs/architecture.md, \"Answers\"):", "",
+             *header, *table(results["validation"], {g: names[g] for g in ("drcd_nearmiss_answerable", "cmrc_trial")},
+                             ("answer_hit", "median_answer_chars")), "",
+             "Seed article (`tests/data`, never trained on); the hybrid through `QABot.ask()`:", "",
+             *header]
+    seed = results["seed"]
+    lines += table(seed, {g: g for g in ("answerable", "near-topic", "offtopic")},
+                   ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"))
+    lines.append("| all | ask() p50 ms | " + " | ".join(str(seed[layer]["ask_ms_p50"]) for layer in LAYERS) + " |")
+    lines += ["", "ask_ms: retrieval + answer layer, the layers interleaved question by question in the same run "
+              "(machine in the results file's `meta`; other jobs shared its 2 cores, so compare the columns, "
+              "not the absolute values, with docs/benchmarks.md)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--evaluate", action="store_true", help="evaluate the committed model, do not retrain")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bots, items = question_sets()
+    passages = retrieve_all(bots, items)
+    rows = featurise(bots, items, passages)
+    if args.evaluate:
+        model, chosen = AnswerModel.load(), {}
+    else:
+        model, chosen = train(items, rows)
+        save(model)
+        model = AnswerModel.load()
+    results = {
+        "command": "python bench/train_answer.py" + (" --evaluate" if args.evaluate else ""),
+        "splits": {s: sum(i["split"] == s for i in items) for s in ("train", "validation", "report")},
+        "model": {"found_threshold": model.found_threshold, "span_threshold": model.span_threshold, **chosen},
+        "report": evaluate(bots, items, model, "report"),
+        "validation": evaluate(bots, items, model, "validation"),
+        "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
+        "seed": evaluate_seed(model),
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    write_result("answer_model", results)
+    plot(results)
+    update_quality_doc(results)
+    print(json.dumps({k: results[k] for k in ("splits", "model", "report", "seed")}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Learned answer layer: which sentence answers, how sure we are, and the short span inside it.
+
+Three small logistic regressions, trained by `bench/train_answer.py` (`make train`) on DRCD dev
+(near-miss) and CMRC 2018 trial, stored as plain weights in `answer_model.json` and evaluated
+here with numpy, so scikit-learn stays a training-only dependency:
+
+- the sentence ranker (trained listwise: a softmax over one question's sentences) scores every
+  sentence of the top passages (word overlap, where the
+  question's words sit, sentence role, passage score, whether it holds the kind of thing asked);
+  at run time its shares only feed the confidence and the span scorer: the quotes are chosen
+  by the hand-set score (qa_bot.answer._compose_hybrid);
+- the confidence model turns the best sentence's features into P(the quote answers the question);
+- the span scorer picks the short answer (a run of jieba words) inside the chosen sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .textnorm import to_simplified, tokenize
+
+MODEL_FILE = Path(__file__).with_name("answer_model.json")
+
+# What the question asks for (on its Simplified text) and the jieba POS tags that can answer it;
+# the first pattern that matches wins ("在哪一年" asks when, not where).
+QUESTION_TYPES: dict[str, tuple[re.Pattern, tuple[str, ...]]] = {
+    "when": (re.compile(r"何时|什么时候|哪一?年|哪一?天|几月|几日|何年|年代|日期|时间|多久|哪个(朝代|时期|世纪)"), ("t",)),
+    "who": (re.compile(r"谁|哪位|哪一位|什么人|何人|哪些人|叫什么名字"), ("nr",)),
+    "where": (re.compile(r"哪里|哪儿|何处|何地|在哪|哪个(国家|城市|地区|省|县|市|地方)|哪国|哪座"), ("ns",)),
+    "number": (re.compile(r"多少|几|多长|多大|多高|多远|多重|百分之|比例|第几"), ("m",)),
+    "org": (re.compile(r"哪个(组织|机构|公司|单位|团体|部门|队|机关|学校|大学)|哪家|哪所|哪支"), ("nt",)),
+}
+_QUESTION_FILLER = re.compile(
+    r"什么|甚么|哪些|哪里|哪儿|哪个|哪位|哪一|哪|谁|几|多少|如何|怎样|怎么|为什么|为何|是否|吗|呢|吧|请问|的|了|是"
+)
+_REPORTING = re.compile(r"表示|指出|认为|说|称|介绍|强调")
+_CREDIT = re.compile(r"记者|摄|图片|资料图|来源|编辑|责编|通讯员|新华社|报道")
+_PUNCT = re.compile(r"[\W_]+")
+# POS groups of the span scorer (first letter of jieba's tag; nr/ns/nt/nz kept apart).
+_POS_GROUPS = ("nr", "ns", "nt", "nz", "n", "m", "t", "q", "v", "a", "eng", "other")
+_BEFORE_ANSWER = "是为在于由到自被"
+
+
+def question_type(question: str) -> str:
+    """'who', 'where', 'when', 'number', 'org' or 'other' (Simplified or Traditional question)."""
+    simplified = to_simplified(question)
+    for name, (pattern, _) in QUESTION_TYPES.items():
+        if pattern.search(simplified):
+            return name
+    return "other"
+
+
+@lru_cache(maxsize=4096)
+def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
+    """(word, tag, start) of jieba's POS tagging of the Simplified text; offsets index `text`."""
+    import jieba.posseg  # ~1 s to load its dictionary: only when an answer is first composed
+
+    simplified = to_simplified(text)
+    if len(simplified) != len(text):  # a phrase conversion changed the length: offsets would drift
+        simplified = "".join(to_simplified(ch) if len(to_simplified(ch)) == 1 else ch for ch in text)
+    words, position = [], 0
+    for pair in jieba.posseg.cut(simplified, HMM=False):  # the HMM for unknown words costs ~5 ms a sentence
+        words.append((pair.word, pair.flag, position))
+        position += len(pair.word)
+    return tuple(words)
+
+
+def _pos_group(tag: str) -> str:
+    if tag[:2] in ("nr", "ns", "nt", "nz"):
+        return tag[:2]
+    if tag == "eng":
+        return "eng"
+    return tag[:1] if tag[:1] in ("n", "m", "t", "q", "v", "a") else "other"
+
+
+def content_words(question: str) -> list[str]:
+    """The question's jieba words without question words, particles and punctuation (Simplified)."""
+    words = [w for w, tag, _ in pos_words(question) if not _PUNCT.fullmatch(w)]
+    return [w for w in words if w.strip() and not _QUESTION_FILLER.fullmatch(w)]
+
+
+@dataclass
+class Sentence:
+    """One candidate sentence: passage rank (0-based), its span in the passage, and its index there."""
+
+    rank: int
+    start: int
+    end: int
+    index: int
+    count: int  # sentences in its passage
+    heading: bool  # a line of the passage's section heading
+    previous_start: int  # start of the sentence before it in the passage (its own start for the first)
+
+
+def sentence_features(
+    question: str,
+    weights: Counter,
+    passages: list,
+    sentences: list[Sentence],
+) -> np.ndarray:
+    """One row of ranker features per sentence (see FEATURE_NAMES)."""
+    simplified_q = to_simplified(question)
+    qtype = question_type(question)
+    words = content_words(question)
+    q_chars = set(_PUNCT.sub("", _QUESTION_FILLER.sub("", simplified_q)))
+    top_similarity = passages[0].similarity
+    rows = []
+    for s in sentences:
+        passage = passages[s.rank]
+        text = passage.text[s.start : s.end]
+        simplified = to_simplified(text)
+        ov = overlap(weights, text)
+        window = overlap(weights, passage.text[s.previous_start : s.end]) if s.index else ov
+        word_share = sum(w in simplified for w in words) / len(words) if words else 0.0
+        matcher = SequenceMatcher(None, simplified_q, simplified, autojunk=False)
+        longest = matcher.find_longest_match(0, len(simplified_q), 0, len(simplified)).size
+        tagged = pos_words(text)
+        typed = _typed_entity(tagged, qtype, simplified_q)
+        novel = sum(ch not in q_chars for ch in _PUNCT.sub("", simplified))
+        length = len(text)
+        rows.append(
+            [
+                ov,
+                window,
+                word_share,
+                longest / max(1, len(_PUNCT.sub("", simplified_q))),
+                float(typed),
+                float(qtype != "other" and not typed),
+                float(any(_pos_group(tag) in ("nr", "ns", "nt", "m", "t") for _, tag, _ in tagged)),
+                math.log1p(novel),
+                math.log1p(length),
+                float(length < 8),
+                float(s.index == 0),
+                s.index / max(1, s.count - 1),
+                float(s.heading),
+                float(bool(_REPORTING.search(simplified)) and s.index == 0),
+                float(bool(_CREDIT.search(simplified)) and length < 30),
+                float(s.rank == 0),
+                float(s.rank == 1),
+                passage.score - passages[0].score,  # fused scores are z-scores: a ratio breaks at 0
+                passage.similarity,
+                passage.similarity - top_similarity,
+            ]
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(sentences), len(FEATURE_NAMES))
+
+
+FEATURE_NAMES = (
+    "overlap", "window_overlap", "word_share", "longest_common", "typed_entity", "type_missing", "any_entity",
+    "log_novel_chars", "log_length", "short", "first", "relative_position", "heading", "opening_reporting",
+    "credit_line", "passage_1", "passage_2", "passage_score_gap", "passage_similarity", "similarity_gap",
+)  # fmt: skip
+
+
+def overlap(weights: Counter, text: str) -> float:
+    """Share of the question's idf weight (Simplified uni+bigrams) found in the text."""
+    total = sum(weights.values())
+    tokens = set(tokenize(text))
+    return sum(w for t, w in weights.items() if t in tokens) / total if total else 0.0
+
+
+def _typed_entity(tagged: tuple, qtype: str, simplified_question: str) -> bool:
+    """Whether the sentence holds a word of the asked type that the question does not already name."""
+    if qtype == "other":
+        return False
+    tags = QUESTION_TYPES[qtype][1]
+    return any(tag.startswith(tags) and word not in simplified_question for word, tag, _ in tagged)
+
+
+# -- spans ------------------------------------------------------------------------------------
+
+MAX_SPAN_WORDS = 6
+
+
+@dataclass
+class Span:
+    start: int  # offsets into the sentence
+    end: int
+    features: list[float]
+
+
+def _inside_number(tagged: tuple, j: int) -> bool:
+    """'%' after a number, or ',' / '.' between digits (2,790,060): part of the span, not a boundary."""
+    word = tagged[j][0]
+    before = tagged[j - 1][0] if j else ""
+    after = tagged[j + 1][0] if j + 1 < len(tagged) else ""
+    return (word == "%" and before[-1:].isdigit()) or (word in ",." and before[-1:].isdigit() and after[:1].isdigit())
+
+
+def span_candidates(question: str, sentence: str, sentence_probability: float) -> list[Span]:
+    """Runs of 1..MAX_SPAN_WORDS jieba words of the sentence (no punctuation inside), with features."""
+    tagged = pos_words(sentence)
+    simplified_q = to_simplified(question)
+    qtype = question_type(question)
+    q_tokens = set(tokenize(_QUESTION_FILLER.sub(" ", simplified_q)))
+    in_question = [bool(_PUNCT.fullmatch(w)) or w in simplified_q for w, _, _ in tagged]
+    matched = [i for i, (w, _, _) in enumerate(tagged) if len(w) > 1 and w in simplified_q]
+    spans = []
+    for i in range(len(tagged)):
+        for j in range(i, min(len(tagged), i + MAX_SPAN_WORDS)):
+            if _PUNCT.fullmatch(tagged[j][0]) and not _inside_number(tagged, j):
+                break
+            words = tagged[i : j + 1]
+            start, end = words[0][2], words[-1][2] + len(words[-1][0])
+            text = to_simplified(sentence[start:end])
+            share = sum(t in q_tokens for t in tokenize(text)) / max(1, len(tokenize(text)))
+            distance = min((min(abs(m - i), abs(m - j)) for m in matched), default=10)
+            type_tags = QUESTION_TYPES[qtype][1] if qtype != "other" else ()
+            first, last = _pos_group(words[0][1]), _pos_group(words[-1][1])
+            before = sentence[start - 1] if start else ""
+            after = sentence[end] if end < len(sentence) else ""
+            features = [
+                float(j - i + 1),
+                math.log1p(end - start),
+                share,
+                float(all(in_question[i : j + 1])),
+                min(distance, 10) / 10,
+                float(i - 1 in matched),
+                float(j + 1 in matched),
+                float(bool(type_tags) and any(tag.startswith(type_tags) for _, tag, _ in words)),
+                float(qtype == "other"),
+                float(before != "" and before in _BEFORE_ANSWER),
+                float(after == "的"),
+                float(before in "「《“\"" and before != ""),
+                float(any(ch.isdigit() for ch in text)),
+                float(i == 0),
+                float(j == len(tagged) - 1 or _PUNCT.fullmatch(tagged[j + 1][0]) is not None),
+                sentence_probability,
+                *[float(first == g) for g in _POS_GROUPS],
+                *[float(last == g) for g in _POS_GROUPS],
+            ]
+            spans.append(Span(start, end, features))
+    return spans
+
+
+# -- the stored model -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """A logistic regression stored as standardisation + weights: p = sigmoid(w . (x - mean) / scale + b)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Logistic:
+        return cls(np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]), float(data["bias"]))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias}
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.score(x)))
+
+    def shares(self, x: np.ndarray) -> np.ndarray:
+        """Softmax over the rows: P(row i is the one) for a ranker trained listwise."""
+        z = self.score(x)
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+
+@dataclass(frozen=True)
+class AnswerModel:
+    """The three models plus the thresholds chosen on the validation split."""
+
+    ranker: Logistic
+    confidence: Logistic
+    span: Logistic
+    found_threshold: float
+    span_threshold: float  # on span share x confidence
+    second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), Logistic.from_dict(data["span"]),
+            float(data["found_threshold"]), float(data["span_threshold"]), float(data["second_quote_share"]),
+        )
+
+
+@lru_cache(maxsize=1)
+def default_model() -> AnswerModel:
+    return AnswerModel.load()
+
+
+def confidence_features(features: np.ndarray, shares: np.ndarray, best: int, passages: list) -> np.ndarray:
+    """What the confidence model reads: the best sentence's features and share, the runner-up's
+    share, the top passage's cosine, and the best overlap of any sentence."""
+    second = np.sort(shares)[-2] if len(shares) > 1 else 0.0
+    # The fused score itself is left out: its scale depends on the corpus (a one-article index differs).
+    return np.concatenate(
+        [features[best], [shares[best], second, passages[0].similarity, features[:, 0].max(), features[:, 2].max()]]
+    )
