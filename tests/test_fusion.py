@@ -73,18 +73,15 @@ def test_fixed_settings_ignore_the_model():
 # Through the real model: a DRCD article plus the near-duplicate of one of its paragraphs with the
 # answer deleted (bench/data/drcd-hardneg). BM25 prefers the shorter near-duplicate; the dense side
 # sees which of the two answers "which king's death ...?".
-HARDNEG = ROOT / "bench" / "data" / "drcd-hardneg"
-DRCD_DOCS = ROOT.parent / "shared" / "benchmarks" / "drcd-dev" / "docs"
+CASE = ROOT / "tests" / "data" / "fusion"  # the article and its near-duplicate (licence: its README)
 QUESTION = {"question": "哪一位高句麗國王的死讓高句麗遭受內亂？", "source": "drcd-1199.txt", "start": 588, "end": 876}
 
 
 @pytest.fixture(scope="module")
 def hardneg_store(tmp_path_factory, real_embedder):
-    if not (DRCD_DOCS / QUESTION["source"]).is_file():
-        pytest.skip(f"DRCD dev not found at {DRCD_DOCS}")
     docs = tmp_path_factory.mktemp("hardneg-docs")
-    shutil.copy(DRCD_DOCS / QUESTION["source"], docs)
-    shutil.copy(HARDNEG / "negatives" / "neg-1199-15-2.txt", docs)
+    shutil.copy(CASE / QUESTION["source"], docs)
+    shutil.copy(CASE / "neg-1199-15-2.txt", docs)
     bot = QABot(index_dir=tmp_path_factory.mktemp("hardneg-index"), docs_dir=docs, embedder=real_embedder)
     bot.rebuild()
     yield bot

@@ -31,7 +31,7 @@ def write_docx(path: Path, paragraphs: list[str]) -> Path:
 
 def passages_of(bot, name: str) -> list:
     """A document's passages in document order (a Milvus store returns them in any order)."""
-    return sorted((chunk for chunk in bot.index.chunks if chunk.source == name), key=lambda chunk: chunk.start)
+    return sorted((chunk for chunk in bot.store.chunks if chunk.source == name), key=lambda chunk: chunk.start)
 
 
 # -- defect 1: list-like documents ----------------------------------------------------------
@@ -49,7 +49,7 @@ def test_a_list_of_6000_items_indexes_in_linear_size(tmp_path, real_embedder):
     assert report.errors == {} and report.added == ["list.txt"]
     index_bytes = sum(p.stat().st_size for p in (tmp_path / "index").rglob("*") if p.is_file())
     assert index_bytes < 10 * document.stat().st_size
-    assert max(len(chunk.index_text()) for chunk in bot.index.chunks) <= ChunkSettings().max_matching_chars()
+    assert max(len(chunk.index_text()) for chunk in bot.store.chunks) <= ChunkSettings().max_matching_chars()
     assert "第4321項 名稱4321" in bot.retrieve("第4321項", k=1)[0].text
     bot.close()
 
@@ -81,7 +81,7 @@ def test_docx_with_too_much_text_is_refused(fast_bot, tmp_path, monkeypatch):
 def test_docx_of_tiny_paragraphs_within_the_limits_packs_them_into_full_passages(fast_bot, tmp_path):
     """20,000 one-word paragraphs: passages filled like sentences of a paragraph, not one per line."""
     path = write_docx(tmp_path / "tiny.docx", [f"項{i}" for i in range(20_000)])
-    before = len(fast_bot.index.chunks)
+    before = len(fast_bot.store.chunks)
     report = fast_bot.add_documents([path])
     assert report.added == ["tiny.docx"] and report.errors == {}
     passages = passages_of(fast_bot, "tiny.docx")
@@ -151,7 +151,7 @@ def test_symlink_to_a_file_outside_the_documents_folder_is_refused(fast_bot, doc
     }
     assert report.unchanged == ["cppcc-local-work-conference.txt"] and not report.added
     fast_bot.rebuild()
-    assert not any("藍色海豚" in chunk.text for chunk in fast_bot.index.chunks)
+    assert not any("藍色海豚" in chunk.text for chunk in fast_bot.store.chunks)
     assert "x.md" not in fast_bot.store.documents
 
 
