@@ -35,7 +35,7 @@ test: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
-# Every benchmark, then docs/benchmarks.md and its plot (under 15 minutes here); bench-quick: a few minutes.
+# Every benchmark, then docs/benchmarks.md and its plot (43 minutes here on 2026-11-29); bench-quick: a few minutes.
 BENCHES := embed_speed ov_kernels precision_quality run_fusion run_quality run_lifecycle run_perf peers stores scale
 
 bench: $(VENV)/.bench-installed
