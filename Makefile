@@ -46,12 +46,12 @@ bench-quick: $(VENV)/.bench-installed
 	for b in $(BENCHES); do [ $$b = run_lifecycle ] || $(BIN)/python bench/$$b.py --quick || exit 1; done
 	$(BIN)/python bench/report.py
 
-# The dense-favouring check set (bench/data/drcd-hardneg) and the learned fusion weight (qa_bot/fusion_model.json),
-# both deterministic; scikit-learn comes with sentence-transformers.
+# The dense-favouring check set (bench/data/drcd-hardneg) and the learned fusion weights (qa_bot/fusion_model.json),
+# both deterministic; the fusion weights are fitted with scipy (the train extra).
 hardneg: $(VENV)/.installed
 	$(BIN)/python bench/make_hardneg.py
 
-fusion-model: $(VENV)/.installed
+fusion-model: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_fusion.py
 
 # The int8 model's calibration texts (qa_bot/embedding/calibration.jsonl) from ../shared's CMRC 2018 trial.

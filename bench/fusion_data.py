@@ -9,12 +9,14 @@ fusion variants can be compared (and trained) offline on identical inputs.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.datasets import DRCD, HARDNEG, RESULTS, SEED_QUESTIONS, SEEDS, SHARED, read_jsonl
 from qa_bot import QABot
 from qa_bot.retriever import CANDIDATES, Retriever, check_question
+from qa_bot.textnorm import tokenize
 
 _SPACE = re.compile(r"\s+")
 
@@ -32,13 +34,18 @@ class CheckSet:
 
 
 def hardneg_docs() -> Path:
-    """DRCD dev documents plus the near-duplicates, linked into one folder."""
+    """DRCD dev documents plus the near-duplicates, copied into one folder.
+
+    Copies, not links: QABot refuses a link to a file outside its documents folder (it would
+    publish that file), so a folder of links indexed as empty.
+    """
     folder = RESULTS / "hardneg-docs"
     folder.mkdir(parents=True, exist_ok=True)
     for path in [*sorted((DRCD / "docs").glob("*.txt")), *sorted((HARDNEG / "negatives").glob("*.txt"))]:
-        link = folder / path.name
-        if not link.exists():
-            link.symlink_to(path.resolve())
+        copy = folder / path.name
+        if copy.is_symlink() or not copy.exists():
+            copy.unlink(missing_ok=True)
+            shutil.copyfile(path, copy)
     return folder
 
 
@@ -73,11 +80,12 @@ class Scored:
     item: dict
     dense: dict[int, float]
     lexical: dict[int, float]
+    coverage: dict[int, float]  # of every candidate of either side (Store.coverage)
     gold: set[int]  # candidate ids that count as hits
 
 
 def candidates(check: CheckSet, bot: QABot, questions: list[dict]) -> list[Scored]:
-    """Both sides' top-N for every question, with the hits among the candidates marked."""
+    """Both sides' top-N and their coverage for every question, with the hits among the candidates marked."""
     retriever = Retriever(bot.store, bot.embedder)
     chunks = bot.store.chunks
     n = min(CANDIDATES, len(chunks))
@@ -86,6 +94,7 @@ def candidates(check: CheckSet, bot: QABot, questions: list[dict]) -> list[Score
         query = check_question(item["question"])
         dense = retriever.dense_scores(bot.embedder.encode_query(query), n)
         lexical = retriever.lexical_scores(query, n)
+        coverage = bot.store.coverage(tokenize(query), set(dense) | set(lexical))
         gold = {i for i in set(dense) | set(lexical) if is_gold(check, chunks[i], item)}
-        out.append(Scored(item, dense, lexical, gold))
+        out.append(Scored(item, dense, lexical, coverage, gold))
     return out

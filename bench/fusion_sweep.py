@@ -3,7 +3,7 @@
     python bench/fusion_sweep.py [--sample 1000]
 
 Scores every question once per side, then re-fuses offline, so all variants are measured
-on identical inputs. Prints R@1 / R@5 / MRR@10 on DRCD (Traditional and Simplified
+on identical inputs (the shipped three-score fusion is measured by bench/run_fusion.py). Prints R@1 / R@5 / MRR@10 on DRCD (Traditional and Simplified
 questions) and top-1 answer-in-passage on the seed questions.
 """
 
@@ -35,7 +35,6 @@ VARIANTS = {
     "rrf60": None,
     **{f"minmax a={a}": FusionSettings(a, "minmax") for a in (0.2, 0.3, 0.5)},
     **{f"zscore a={a}": FusionSettings(a, "zscore") for a in (0.3, 0.4, 0.5, 0.6)},
-    "adaptive (default)": FusionSettings(),
 }
 
 

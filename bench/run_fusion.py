@@ -4,10 +4,11 @@
 
 Sets (bench/fusion_data.py): DRCD dev, DRCD dev near-miss (answerable), CMRC 2018 trial, the seed
 questions and the dense-favouring DRCD hard-negative set. Every question is encoded once and
-searched with four fusion settings over the same candidates: dense only, BM25 only, the former
-fixed z-score weight 0.4, and the adaptive (learned) weight that qa-bot uses. Metrics:
+searched with five fusion settings over the same candidates: dense only, BM25 only, the fixed
+z-score weight 0.4 (before issue 12), the per-question adaptive weight (before coverage) and the
+learned weights of dense, BM25 and coverage that qa-bot uses. Metrics:
 R@1 / R@5 / MRR@10 (seed: the passage holds an answer). Speed: retrieve() as a user calls it
-(question encoding included), fixed and adaptive alternating on the same DRCD questions.
+(question encoding included), the fixed, before and shipped fusions taking turns on the same DRCD questions.
 Writes bench/results/fusion.json and the "Retrieval" section of docs/quality.md.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -28,12 +30,36 @@ from bench.datasets import ROOT, write_result  # noqa: E402
 from bench.fusion_data import SETS, is_gold, open_bot  # noqa: E402
 from qa_bot.retriever import FusionSettings, Retriever  # noqa: E402
 
+
+class AdaptiveBefore(Retriever):
+    """The fusion qa-bot shipped before the learned three-score one (kept here for the "before"
+    column): z-scores of dense and BM25 with a per-question dense weight σ(−0.2497 − 0.2784·gap +
+    0.1925·log crowd) from the question's BM25 list (gap 1 − s2/s1; crowd: candidates ≥ 0.9 × top)."""
+
+    def fuse(self, dense, lexical, coverage=None, alpha=None, candidates=0):
+        if alpha is None and lexical:
+            values = np.sort(np.concatenate([list(lexical.values()), np.zeros(max(0, candidates - len(lexical)))]))[::-1]
+            if values[0] > 1e-9:
+                gap = 1.0 - (values[1] if values.size > 1 else 0.0) / values[0]
+                crowd = math.log(int((values >= 0.9 * values[0]).sum()))
+                alpha = 1.0 / (1.0 + math.exp(0.2497 + 0.2784 * gap - 0.1925 * crowd))
+            else:
+                alpha = 1.0 / (1.0 + math.exp(0.2497))
+        return super().fuse(dense, lexical, coverage, alpha, candidates)
+
+
 MODES = {
     "dense": FusionSettings(1.0, "zscore", pinyin_dense_weight=1.0),
     "BM25": FusionSettings(0.0, "zscore", pinyin_dense_weight=0.0),
     "fixed 0.4": FusionSettings(0.4, "zscore"),
+    "adaptive (before)": FusionSettings(method="zscore"),  # AdaptiveBefore sets the weight
     "fused": FusionSettings(),
 }
+
+
+def make_retriever(mode: str, bot) -> Retriever:
+    kind = AdaptiveBefore if mode == "adaptive (before)" else Retriever
+    return kind(bot.store, bot.embedder, MODES[mode])
 TIMED = 500  # DRCD questions timed per fusion setting
 QUALITY_DOC = ROOT / "docs" / "quality.md"
 BEGIN, END = "<!-- fusion: bench/run_fusion.py -->", "<!-- /fusion -->"
@@ -46,7 +72,7 @@ def score_set(name: str, sample: int | None) -> dict[str, dict[str, float]]:
     questions = check.load_questions()
     if sample is not None and sample < len(questions):
         questions = random.Random(0).sample(questions, sample)
-    retrievers = {mode: Retriever(bot.store, bot.embedder, fusion) for mode, fusion in MODES.items()}
+    retrievers = {mode: make_retriever(mode, bot) for mode in MODES}
     ranks: dict[str, list[int | None]] = {mode: [] for mode in MODES}
     for item in questions:
         vector = bot.embedder.encode_query(item["question"])
@@ -65,15 +91,15 @@ def score_set(name: str, sample: int | None) -> dict[str, dict[str, float]]:
 
 
 def time_retrieve(questions: int) -> dict[str, float]:
-    """Median and p95 ms of Retriever.search (encoding included), the two fusions alternating."""
+    """Median and p95 ms of Retriever.search (encoding included), the fusions taking turns."""
     check = SETS["drcd"]
     bot = open_bot(check)
     items = random.Random(1).sample(check.load_questions(), questions)
-    timings: dict[str, list[float]] = {"fixed 0.4": [], "fused": []}
-    retrievers = {mode: Retriever(bot.store, bot.embedder, MODES[mode]) for mode in timings}
+    timings: dict[str, list[float]] = {"fixed 0.4": [], "adaptive (before)": [], "fused": []}
+    retrievers = {mode: make_retriever(mode, bot) for mode in timings}
     for number, item in enumerate(items):
-        order = list(timings) if number % 2 else list(reversed(timings))
-        for mode in order:
+        modes = list(timings)
+        for mode in modes[number % len(modes) :] + modes[: number % len(modes)]:
             started = time.perf_counter()
             retrievers[mode].search(item["question"], 5)
             timings[mode].append((time.perf_counter() - started) * 1000)
@@ -81,6 +107,7 @@ def time_retrieve(questions: int) -> dict[str, float]:
     out.update({f"{mode} p95_ms": round(float(np.percentile(t, 95)), 2) for mode, t in timings.items()})
     out["questions"] = questions
     out["p50 ratio fused / fixed"] = round(out["fused p50_ms"] / out["fixed 0.4 p50_ms"], 3)
+    out["p50 ratio fused / before"] = round(out["fused p50_ms"] / out["adaptive (before) p50_ms"], 3)
     return out
 
 
@@ -90,15 +117,16 @@ def section(results: dict) -> str:
              f"Generated by `{results['meta']['command']}` on {results['meta']['date']} "
              f"({results['meta']['machine']['cpu']}, {', '.join(results['meta']['machine']['cpu_flags'])}). "
              "R@1 / R@5 / MRR@10; seed: the passage holds an answer. *fused* is qa-bot's retrieval "
-             "(per-question dense weight); *fixed 0.4* the former constant weight, for comparison.", "",
+             "(learned weights of dense, BM25 and coverage); *fixed 0.4* the constant weight before issue 12 "
+             "and *adaptive (before)* the per-question weight that shipped before coverage, for comparison.", "",
              "| set | questions | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 2) + "|"]
     for name, modes in results["sets"].items():
         cells = [f"{m['recall@1']:.3f} / {m['recall@5']:.3f} / {m['mrr@10']:.3f}" for m in modes.values()]
         lines.append(f"| {name} | {modes['fused']['questions']} | " + " | ".join(cells) + " |")
     speed = results["retrieve_ms"]
-    lines += ["", f"retrieve() on DRCD, {speed['questions']} questions, encoding included, the two fusions alternating: "
-              f"fixed 0.4 p50 {speed['fixed 0.4 p50_ms']} ms, fused p50 {speed['fused p50_ms']} ms "
-              f"(ratio {speed['p50 ratio fused / fixed']}).", END]
+    lines += ["", f"retrieve() on DRCD, {speed['questions']} questions, encoding included, the fusions taking turns: "
+              f"fixed 0.4 p50 {speed['fixed 0.4 p50_ms']} ms, adaptive (before) {speed['adaptive (before) p50_ms']} ms, "
+              f"fused {speed['fused p50_ms']} ms (ratio fused / before {speed['p50 ratio fused / before']}).", END]
     return "\n".join(lines)
 
 

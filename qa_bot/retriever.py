@@ -1,14 +1,14 @@
-"""Hybrid retrieval: dense (FAISS) + lexical (BM25 on Simplified tokens), fused by normalised scores.
+"""Hybrid retrieval: dense (FAISS) + lexical (BM25 on Simplified tokens), fused by standardised scores.
 
-The dense weight of each question follows the evidence of its BM25 list (docs/architecture.md,
-"Fusion"): when BM25 separates its top hit clearly it leads; when many candidates score alike
-(same-topic passages sharing the question's words) the dense side gets more say.
+For Chinese questions three scores of each candidate are z-scored and added with learned weights
+(docs/architecture.md, "Fusion"): dense cosine, BM25, and coverage, the idf of the question's
+words the passage contains at all. Coverage is the term-saturation evidence: a passage that wins
+BM25 by repeating the question's words gains nothing on it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,56 +25,41 @@ if TYPE_CHECKING:
 MAX_QUESTION_CHARS = 2000  # longer questions are cut for matching (the model reads 512 tokens anyway)
 CANDIDATES = 100
 FUSION_MODEL = Path(__file__).with_name("fusion_model.json")  # made by `make fusion-model`
-CROWD_SHARE = 0.9  # a BM25 candidate scoring >= 90 % of the top one is "as good" for BM25
-
-
-def bm25_evidence(lexical: dict[int, float], candidates: int = 0) -> np.ndarray:
-    """What the BM25 list says about its own reliability for this question:
-    [relative gap between its two best scores (1 - s2/s1), log of how many candidates score
-    within CROWD_SHARE of the best (passages BM25 cannot tell apart)]."""
-    values = np.sort(np.concatenate([list(lexical.values()), np.zeros(max(0, candidates - len(lexical)))]))[::-1]
-    top = float(values[0]) if values.size else 0.0
-    if top <= 1e-9:
-        return np.array([0.0, 0.0])
-    second = float(values[1]) if values.size > 1 else 0.0
-    return np.array([1.0 - second / top, math.log(int((values >= CROWD_SHARE * top).sum()))])
 
 
 @dataclass(frozen=True)
-class DenseWeightModel:
-    """Logistic model of a question's dense weight from its BM25 evidence (bm25_evidence).
+class FusionModel:
+    """Weights of a candidate's standardised dense, BM25 and coverage scores (they sum to 1).
 
-    Trained by bench/train_fusion.py on DRCD dev, CMRC 2018 trial and the DRCD hard-negative
-    set (train halves); the coefficients live in qa_bot/fusion_model.json.
+    Learned by bench/train_fusion.py (listwise, on DRCD dev, CMRC 2018 trial and the DRCD
+    hard-negative set, train halves); stored in qa_bot/fusion_model.json.
     """
 
-    intercept: float
-    coefficients: tuple[float, ...]
+    dense: float
+    bm25: float
+    coverage: float
 
     @classmethod
-    def load(cls, path: Path = FUSION_MODEL) -> DenseWeightModel:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(float(data["intercept"]), tuple(float(c) for c in data["coefficients"]))
-
-    def weight(self, evidence: np.ndarray) -> float:
-        """The dense weight in (0, 1); BM25 gets the rest."""
-        return 1.0 / (1.0 + math.exp(-(self.intercept + float(np.dot(self.coefficients, evidence)))))
+    def load(cls, path: Path = FUSION_MODEL) -> FusionModel:
+        weights = json.loads(path.read_text(encoding="utf-8"))["weights"]
+        return cls(float(weights["dense"]), float(weights["bm25"]), float(weights["coverage"]))
 
 
 @dataclass(frozen=True)
 class FusionSettings:
     """How the two sides are combined.
 
-    "adaptive" (default): z-scores, with a dense weight per question from `model`.
-    "zscore" / "minmax": one fixed `dense_weight` for every question (benchmarks and comparisons;
-    dense_weight 1.0 or 0.0 give the dense-only and BM25-only rankings over the same candidates).
+    "learned" (default): z-scores of dense, BM25 and coverage, weighted by `model`.
+    "zscore" / "minmax": one fixed `dense_weight` for dense against BM25 (benchmarks and
+    comparisons; dense_weight 1.0 or 0.0 give the dense-only and BM25-only rankings over the same
+    candidates). Questions without CJK always use z-scores with `pinyin_dense_weight`.
     """
 
     dense_weight: float = 0.4
-    method: str = "adaptive"  # or "zscore", "minmax"
+    method: str = "learned"  # or "zscore", "minmax"
     pinyin_dense_weight: float = 0.5  # questions without CJK: pinyin BM25 only knows names and places
     candidates: int = CANDIDATES
-    model: DenseWeightModel = field(default_factory=DenseWeightModel.load)
+    model: FusionModel = field(default_factory=FusionModel.load)
 
 
 def check_question(question: str) -> str:
@@ -150,7 +135,10 @@ class Retriever:
         dense = self.dense_scores(query_vector, n)
         lexical = self.lexical_scores(query, n)
         alpha = None if has_cjk(query) else self.fusion.pinyin_dense_weight
-        fused = self.fuse(dense, lexical, alpha, candidates=n)
+        coverage = None
+        if alpha is None and lexical and self.fusion.method == "learned":
+            coverage = self.store.coverage(tokenize(query), set(dense) | set(lexical))
+        fused = self.fuse(dense, lexical, coverage, alpha, candidates=n)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         passages: list[Passage] = []
         for chunk_id, score in ranked:
@@ -165,28 +153,32 @@ class Retriever:
         return passages
 
     def fuse(
-        self, dense: dict[int, float], lexical: dict[int, float], alpha: float | None = None, candidates: int = 0
+        self, dense: dict[int, float], lexical: dict[int, float], coverage: dict[int, float] | None = None,
+        alpha: float | None = None, candidates: int = 0,
     ) -> dict[int, float]:
-        """Weighted sum of normalised dense and BM25 scores over the union of both candidate lists.
+        """Weighted sum of normalised scores over the union of both candidate lists.
 
         "minmax": dense cosine min-max scaled, BM25 divided by the best BM25 score.
-        "zscore"/"adaptive": each side standardised over its own candidates, so a retriever whose
+        "zscore"/"learned": each side standardised over its own candidates, so a retriever whose
         top hits stand far above the rest (confident for this query) weighs more.
-        alpha: the dense weight; None means the settings' (per question for "adaptive").
+        "learned" with `coverage` (every candidate's, Store.coverage) and no `alpha`: the model's
+        weights of dense, BM25 and coverage (standardised over the candidates); otherwise
+        alpha (default: the settings' dense_weight) for dense and 1 - alpha for BM25.
         A candidate missing from one list gets that list's lowest score. When a store returns
         fewer BM25 hits than `candidates` (Milvus returns only matches), the rest count as 0,
         as the FAISS store's full score array has them.
         """
         if not lexical:
             return dense
-        zeros = candidates - len(lexical)
-        if alpha is None:
-            adaptive = self.fusion.method == "adaptive"
-            alpha = self.fusion.model.weight(bm25_evidence(lexical, candidates)) if adaptive else self.fusion.dense_weight
         ids = sorted(set(dense) | set(lexical))
         dense_norm = _normalise(dense, ids, self.fusion.method, ratio=False)
-        lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True, zeros=zeros)
-        fused = alpha * dense_norm + (1 - alpha) * lexical_norm
+        lexical_norm = _normalise(lexical, ids, self.fusion.method, ratio=True, zeros=candidates - len(lexical))
+        if self.fusion.method == "learned" and coverage is not None and alpha is None:
+            model = self.fusion.model
+            fused = model.dense * dense_norm + model.bm25 * lexical_norm + model.coverage * _normalise(coverage, ids, "zscore", ratio=False)
+        else:
+            alpha = self.fusion.dense_weight if alpha is None else alpha
+            fused = alpha * dense_norm + (1 - alpha) * lexical_norm
         return dict(zip(ids, fused.tolist()))
 
 
@@ -194,7 +186,7 @@ def _normalise(scores: dict[int, float], ids: list[int], method: str, ratio: boo
     values = np.concatenate([list(scores.values()), np.zeros(max(0, zeros))])
     floor = float(values.min())
     column = np.array([scores.get(i, floor) for i in ids])
-    if method in ("zscore", "adaptive"):
+    if method in ("zscore", "learned"):
         spread = float(values.std())
         return (column - float(values.mean())) / spread if spread > 1e-9 else np.zeros_like(column)
     if ratio:

@@ -1,73 +1,104 @@
-"""Fusion of the dense and BM25 sides: the per-question dense weight and its evidence."""
+"""Fusion of the dense and BM25 sides: the learned weights of dense, BM25 and coverage."""
 
 from __future__ import annotations
 
-import math
 import shutil
+from collections import Counter
 
-import numpy as np
 import pytest
 from conftest import ROOT
 
 from qa_bot import QABot
-from qa_bot.retriever import DenseWeightModel, FusionSettings, Retriever, bm25_evidence
+from qa_bot.retriever import FusionModel, FusionSettings, Retriever
+from qa_bot.stores.bm25 import idf
+from qa_bot.textnorm import tokenize
 
 
-def fuse(settings: FusionSettings, dense: dict, lexical: dict, alpha: float | None = None) -> list[int]:
-    fused = Retriever(None, None, settings).fuse(dense, lexical, alpha, candidates=len(dense))
+def fuse(settings: FusionSettings, dense: dict, lexical: dict, coverage: dict | None = None,
+         alpha: float | None = None) -> list[int]:
+    fused = Retriever(None, None, settings).fuse(dense, lexical, coverage, alpha, candidates=len(dense))
     return sorted(fused, key=lambda i: -fused[i])
 
 
-# Candidates 0..19: dense prefers 1 over 0, BM25 prefers 0 over 1, both far above the rest.
+# Candidates 0..19: dense prefers 1 over 0, BM25 prefers 0 over 1 (it repeats the question's
+# words), coverage prefers 1 (it holds more of them); both far above the rest.
 DENSE = {i: 0.80 for i in range(20)} | {0: 0.86, 1: 0.88}
-LEXICAL = {i: 1.0 for i in range(20)} | {0: 12.0, 1: 11.0}
+LEXICAL = {i: 1.0 for i in range(20)} | {0: 14.0, 1: 9.0}
+COVERAGE = {i: 2.0 for i in range(20)} | {0: 9.0, 1: 10.0}
 
 
-def test_evidence_of_a_sharp_and_a_crowded_list():
-    sharp = bm25_evidence({0: 10.0, 1: 2.0, 2: 1.0})
-    assert sharp == pytest.approx([0.8, 0.0])  # 1 - 2/10; only the top within 90 %
-    crowded = bm25_evidence({i: 10.0 - 0.01 * i for i in range(8)} | {8: 1.0})
-    assert crowded[0] == pytest.approx(0.001)
-    assert crowded[1] == pytest.approx(math.log(8))
-
-
-def test_evidence_counts_missing_candidates_as_zero_and_handles_no_match():
-    assert bm25_evidence({0: 5.0}, candidates=10) == pytest.approx([1.0, 0.0])
-    assert bm25_evidence({0: 0.0, 1: 0.0}) == pytest.approx([0.0, 0.0])
-    assert bm25_evidence({}) == pytest.approx([0.0, 0.0])
-
-
-def test_shipped_model_gives_dense_more_say_when_bm25_cannot_separate():
-    model = DenseWeightModel.load()
-    sharp = model.weight(bm25_evidence({0: 10.0, 1: 2.0, 2: 1.0}))
-    crowded = model.weight(bm25_evidence({i: 10.0 for i in range(30)}))
-    assert 0.0 < sharp < crowded < 1.0
+def test_shipped_model_weights_sum_to_one_and_trust_coverage_most():
+    model = FusionModel.load()
+    assert model.dense + model.bm25 + model.coverage == pytest.approx(1.0, abs=1e-3)
+    assert min(model.dense, model.bm25, model.coverage) > 0
+    assert model.coverage > model.bm25
 
 
 def test_model_round_trips_through_its_file(tmp_path):
     path = tmp_path / "model.json"
-    path.write_text('{"intercept": 0.5, "coefficients": [-1.0, 2.0], "features": []}', encoding="utf-8")
-    model = DenseWeightModel.load(path)
-    assert model == DenseWeightModel(0.5, (-1.0, 2.0))
-    assert model.weight(np.array([0.5, 0.0])) == pytest.approx(0.5)
+    path.write_text('{"weights": {"dense": 0.2, "bm25": 0.3, "coverage": 0.5}}', encoding="utf-8")
+    assert FusionModel.load(path) == FusionModel(0.2, 0.3, 0.5)
 
 
-def test_adaptive_fusion_follows_the_model_weight():
-    dense_heavy = FusionSettings(model=DenseWeightModel(6.0, (0.0, 0.0)))
-    bm25_heavy = FusionSettings(model=DenseWeightModel(-6.0, (0.0, 0.0)))
-    assert fuse(dense_heavy, DENSE, LEXICAL)[0] == 1
-    assert fuse(bm25_heavy, DENSE, LEXICAL)[0] == 0
+def test_learned_fusion_follows_the_model_weights():
+    assert fuse(FusionSettings(model=FusionModel(0.0, 1.0, 0.0)), DENSE, LEXICAL, COVERAGE)[0] == 0
+    assert fuse(FusionSettings(model=FusionModel(0.0, 0.0, 1.0)), DENSE, LEXICAL, COVERAGE)[0] == 1
+    assert fuse(FusionSettings(model=FusionModel(1.0, 0.0, 0.0)), DENSE, LEXICAL, COVERAGE)[0] == 1
 
 
-def test_an_explicit_weight_overrides_the_model():
-    bm25_heavy = FusionSettings(model=DenseWeightModel(-6.0, (0.0, 0.0)))
-    assert fuse(bm25_heavy, DENSE, LEXICAL, alpha=1.0)[0] == 1
+def test_the_shipped_model_lets_coverage_outvote_repetition():
+    # BM25 and the dense side disagree; the passage holding more of the question's words wins.
+    assert fuse(FusionSettings(), DENSE, LEXICAL, COVERAGE)[0] == 1
+    assert fuse(FusionSettings(0.4, "zscore"), DENSE, LEXICAL, COVERAGE)[0] == 0  # the fixed weight: BM25's pick
+
+
+def test_an_explicit_weight_or_missing_coverage_means_the_fixed_two_way_fusion():
+    coverage_only = FusionSettings(0.0, model=FusionModel(0.0, 0.0, 1.0))
+    assert fuse(coverage_only, DENSE, LEXICAL, COVERAGE, alpha=1.0)[0] == 1  # alpha: dense only
+    assert fuse(coverage_only, DENSE, LEXICAL, COVERAGE, alpha=0.0)[0] == 0  # alpha: BM25 only
+    assert fuse(coverage_only, DENSE, LEXICAL)[0] == 0  # no coverage: dense_weight 0.0, BM25 decides
 
 
 def test_fixed_settings_ignore_the_model():
-    settings = FusionSettings(1.0, "zscore", model=DenseWeightModel(-6.0, (0.0, 0.0)))
-    assert fuse(settings, DENSE, LEXICAL)[:2] == [1, 0]
-    assert fuse(FusionSettings(0.0, "zscore"), DENSE, LEXICAL)[:2] == [0, 1]
+    settings = FusionSettings(1.0, "zscore", model=FusionModel(0.0, 0.0, 1.0))
+    assert fuse(settings, DENSE, LEXICAL, COVERAGE)[:2] == [1, 0]
+    assert fuse(FusionSettings(0.0, "zscore"), DENSE, LEXICAL, COVERAGE)[:2] == [0, 1]
+
+
+def test_store_coverage_is_the_idf_of_the_question_words_a_passage_holds(fast_bot):
+    """Both stores: each question token counts its idf once per occurrence in the question,
+    however often the passage repeats it."""
+    store = fast_bot.store
+    chunks = list(store.chunks)
+    texts = {id(c): set(tokenize(c.index_text())) for c in chunks}
+    df = Counter(t for tokens in texts.values() for t in tokens)
+    tokens = tokenize("臺南市立圖書館什麼時候開館？")
+    ids = list(store.lexical_search(tokens, 5))
+    coverage = store.coverage(tokens, ids)
+    assert set(coverage) == set(ids)
+    for chunk_id in ids:
+        held = set(tokenize(store.chunks[chunk_id].index_text()))
+        expected = sum(idf(df[t], len(chunks)) for t in tokens if t in held)
+        assert coverage[chunk_id] == pytest.approx(expected, rel=1e-6)
+    assert max(coverage.values()) > 0
+
+
+# The issue's example, through the real model on both stores: BM25 (and the fixed weight) put first
+# a passage on a Beijing meeting that shares the question's words; dense prefers the headline
+# passage that repeats the meeting's name; the lead that says where it met holds more of the
+# question's words at all (coverage), and the shipped fusion ranks it first.
+MEETING = "全國地方政協工作經驗交流會在哪裡召開？"
+
+
+@pytest.mark.slow
+def test_coverage_brings_the_lead_that_answers_first(seed_bot):
+    def top(settings: FusionSettings) -> str:
+        return Retriever(seed_bot.store, seed_bot.embedder, settings).search(MEETING, 1)[0].text
+
+    assert "交流會在北京召開" not in top(FusionSettings(0.4, "zscore"))
+    assert "交流會在北京召開" not in top(FusionSettings(0.0, "zscore"))
+    assert "交流會在北京召開" not in top(FusionSettings(1.0, "zscore"))
+    assert "交流會在北京召開" in top(FusionSettings())
 
 
 # Through the real model: a DRCD article plus the near-duplicate of one of its paragraphs with the

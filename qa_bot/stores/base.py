@@ -34,6 +34,10 @@ class Store(Protocol):
         """BM25 of the n best passages for Simplified tokens (textnorm.tokenize), plus, when
         pinyin_words is given, BM25 over the passages' pinyin. {} when nothing matches."""
 
+    def coverage(self, tokens: list[str], ids: Iterable[int]) -> dict[int, float]:
+        """For each passage id: the summed idf of the query tokens it contains at all (tokens as for
+        lexical_search). BM25 without term frequency or length: repeating a word adds nothing."""
+
     def similarity(self, chunk_id: int, vector: np.ndarray) -> float:
         """Cosine between a passage and a query vector."""
 

@@ -41,7 +41,7 @@ from ..errors import IndexCorruptError, IndexMissingError, IndexWriteError
 from ..records import ChunkRecord, DocumentInfo, NewDocument
 from ..textnorm import pinyin_tokens, tokenize
 from .base import check_format
-from .bm25 import K1, B
+from .bm25 import K1, B, idf
 
 FORMAT_VERSION = 1
 FLAT_LIMIT = 200_000  # above this many passages, exact search costs more than IVF's small recall loss
@@ -222,6 +222,18 @@ class FaissStore:
         # Zeros are kept: they are true scores, and they keep the z-score statistics honest
         # when only a few passages match (an English question naming one province).
         return {int(i): float(scores[i]) for i in top}
+
+    def coverage(self, tokens: list[str], ids: Iterable[int]) -> dict[int, float]:
+        ids = list(ids)
+        found = _token_ids(self.bm25, tokens)
+        if not found:
+            return dict.fromkeys(ids, 0.0)
+        indptr, postings = self.bm25.scores["indptr"], self.bm25.scores["indices"]
+        passages = self.bm25.scores["num_docs"]
+        weights = np.zeros(passages)
+        for i in found:
+            weights[postings[indptr[i] : indptr[i + 1]]] += idf(int(indptr[i + 1] - indptr[i]), passages)
+        return {i: float(weights[i]) for i in ids}
 
     def similarity(self, chunk_id: int, vector: np.ndarray) -> float:
         return float(self.dense.reconstruct(chunk_id) @ vector)
@@ -409,13 +421,18 @@ def _bm25_scores(bm25: bm25s.BM25 | None, tokens: list[str]) -> np.ndarray | Non
     skipped: their idf is below 1.2 against 5-10 for content words, and at a million
     passages their posting lists are most of a query's work and memory.
     """
+    ids = _token_ids(bm25, tokens)
+    return bm25.get_scores(ids) if ids else None
+
+
+def _token_ids(bm25: bm25s.BM25 | None, tokens: list[str]) -> list[int]:
+    """Vocabulary ids of the query tokens that BM25 scores (repeats kept; very common ones skipped, above)."""
     if bm25 is None:
-        return None
+        return []
     indptr = bm25.scores["indptr"]
     limit = max(MAX_DF_SHARE * bm25.scores["num_docs"], MIN_SKIPPED_DF)
     ids = [bm25.vocab_dict[token] for token in tokens if token in bm25.vocab_dict]
-    ids = [i for i in ids if indptr[i + 1] - indptr[i] <= limit]
-    return bm25.get_scores(ids) if ids else None
+    return [i for i in ids if indptr[i + 1] - indptr[i] <= limit]
 
 
 _PINYIN_LOCK = threading.Lock()

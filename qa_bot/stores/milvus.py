@@ -303,6 +303,19 @@ class MilvusStore:
         query = [_token_text([word]) for word in words]
         return {int(hit["id"]): bm25.score(query, hit.get("entity", hit)[field].split(), idfs, average) for hit in hits}
 
+    def coverage(self, tokens: list[str], ids: Iterable[int]) -> dict[int, float]:
+        ids = list(ids)
+        passages = max(1, self.passage_count)
+        idfs = {_token_text([t]): bm25.idf(d, passages) for t, d in self.document_frequency(tokens).items()}
+        query = [_token_text([token]) for token in tokens]
+        found = dict.fromkeys(ids, 0.0)
+        for first in range(0, len(ids), BATCH):
+            for row in self._client.query(self.location.passages_collection, ids=ids[first : first + BATCH],
+                                          output_fields=["norm"]):
+                present = set(row["norm"].split())
+                found[int(row["id"])] = sum(idfs.get(t, 0.0) for t in query if t in present)
+        return found
+
     def _remember(self, hits: list) -> None:
         """Searches return the passages too: keep them for the citations."""
         for hit in hits:
