@@ -116,7 +116,7 @@ class System:
 
 class QABotSystem(System):
     name = "qa-bot"
-    note = "QABot.retrieve(): FAISS + bm25s (t2s character uni+bigrams), z-score fusion, dense weight per question"
+    note = "QABot.retrieve(): FAISS + bm25s (t2s character uni+bigrams), z-score fusion of dense, BM25 and coverage (learned weights)"
 
     def __init__(self, index_dir: Path, docs_dir: Path):
         self.index_dir, self.docs_dir = index_dir, docs_dir
