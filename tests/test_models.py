@@ -462,10 +462,11 @@ def test_onnxruntime_int8_matches_fp32_torch(ort_embedder: Embedder, fp32) -> No
 
 
 def test_onnxruntime_bulk_equals_single_texts(ort_embedder: Embedder) -> None:
-    """The two-stream micro-batch path gives each text its own vector, in input order."""
+    """The two-stream micro-batch path gives each text its own vector, in input order. Dynamic int8 scales
+    activations per batch, so a vector moves a little with its batch companions (0.996 here): the int8 bound."""
     bulk = ort_embedder.encode_passages(MORE_TEXTS, batch_size=len(MORE_TEXTS))
     singles = np.stack([ort_embedder.encode_passages([t])[0] for t in MORE_TEXTS])
-    assert _cos(bulk, singles).min() >= 0.999
+    assert _cos(bulk, singles).min() >= MIN_COS["int8"]
     assert (np.argmax(bulk @ singles.T, axis=1) == np.arange(len(MORE_TEXTS))).all()
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _backend(requested: str | None) -> str:
-    """The runtime asked for (argument, else ``QA_BOT_BACKEND``): auto, openvino or torch."""
+    """The runtime asked for (argument, else ``QA_BOT_BACKEND``): auto, onnxruntime, openvino or torch."""
     backend = (requested or Settings().backend).strip().lower()
     if backend not in BACKENDS:
         log.warning("ignoring QA_BOT_BACKEND=%r (expected %s)", backend, ", ".join(BACKENDS))
