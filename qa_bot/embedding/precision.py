@@ -13,7 +13,7 @@ docs/benchmarks.md):
 - AVX2 only: ONNX Runtime int8 (:mod:`.onnxruntime`, :func:`use_onnxruntime`). Without VNNI,
   OpenVINO's int8 matrix products fall back to a generic GEMM (``jit_gemm_i8``) slower than its f32
   kernel (``brgemm_avx2_f32``), and OpenVINO f32 already runs near the AVX2 FMA peak; ONNX Runtime's
-  AVX2 int8 kernels are about 1.8x that. OpenVINO f32 remains where ONNX Runtime is missing.
+  AVX2 int8 kernels are about 2x that. OpenVINO f32 remains where ONNX Runtime is missing.
 
 ``QA_BOT_PRECISION`` (bf16, int8, f32) overrides the choice; the older ``QA_BOT_BF16=1/0`` still
 forces bf16 on or off.
