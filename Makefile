@@ -40,6 +40,7 @@ BENCHES := embed_speed ov_kernels precision_quality run_fusion run_quality run_l
 
 bench: $(VENV)/.bench-installed
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/precision_quality.py --avx2 --docs 100 --quick
 	$(BIN)/python bench/report.py
 
 bench-quick: $(VENV)/.bench-installed

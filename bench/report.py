@@ -292,7 +292,7 @@ def embed_rows(embed: Any) -> list[dict]:
     return []
 
 
-def embed_section(embed: Any) -> list[str]:
+def embed_section(embed: Any, title: str = "Embedding speed") -> list[str]:
     rows = embed_rows(embed)
     if not rows:
         return []
@@ -304,13 +304,15 @@ def embed_section(embed: Any) -> list[str]:
                     fmt(r.get("cosine_min", r.get("cos_min")), 6), fmt(r.get("query_p50_ms")),
                     fmt(r.get("query_p95_ms"))])
     meta = get(embed, "meta", default={})
-    return ["## Embedding speed (`bench/embed_speed.py`)", "",
+    return [f"## {title} (`bench/embed_speed.py`)", "",
             f"{get(meta, 'date', default='?')}, `{get(meta, 'command', default='python bench/embed_speed.py')}`. "
             "Each CPU class has its own float32 baseline, run in the same repeats; `avx512` and `avx2` are this "
             "CPU with the math libraries capped to those instruction sets (ONEDNN_MAX_CPU_ISA, "
             "MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY: see the script), and the flags column lists the flags "
-            "in effect. The default precision per class: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, "
-            "else f32 (qa_bot/embedding/precision.py). 1-minute load average "
+            "in effect. ONNX Runtime's kernels ignore those variables: the avx2 class also hides AVX-512 from its "
+            "cpuid (bench/cpuid_mask.py). The default per class (qa_bot/embedding/precision.py): OpenVINO bf16 with "
+            "native bf16, OpenVINO int8 with AVX-512 or AVX-VNNI, ONNX Runtime int8 on AVX2 only (OpenVINO f32 "
+            "before issue 15's second round: the `default` row names the runtime that ran). 1-minute load average "
             f"{fmt(get(embed, 'machine', 'loadavg_before', 0), 2)} at the start, "
             f"{fmt(get(embed, 'machine', 'loadavg_after', 0), 2)} at the end (other jobs share the 2 cores): "
             "compare within a class and repeat.", ""] + table(
@@ -333,12 +335,13 @@ def kernels_section(result: Any) -> list[str]:
             ""] + table(["CPU class", "precision", "matrix kernels (node time)", "all nodes ms"], out)
 
 
-def precision_section(result: Any) -> list[str]:
+def precision_section(result: Any, title: str = "Precision and quality") -> list[str]:
     rows = get(result, "results", default=[])
     if not rows:
         return []
     meta = get(result, "meta", default={})
-    flags = " ".join(get(meta, "machine", "cpu_flags", default=[])) or "?"
+    settings = get(result, "settings", default={})
+    flags = " ".join(settings.get("cpu_flags") or get(meta, "machine", "cpu_flags", default=[])) or "?"
     out = [[r["precision"], f"{fmt(get(r, 'cosine_to_f32', 'passages_min'), 5)} / "
             f"{fmt(get(r, 'cosine_to_f32', 'queries_min'), 5)}", fmt(get(r, "cosine_to_f32", "mean"), 5),
             fmt(get(r, "drcd", "recall@1"), 4), fmt(get(r, "drcd", "recall@5"), 4), fmt(get(r, "drcd", "answer_hit"), 4),
@@ -346,8 +349,7 @@ def precision_section(result: Any) -> list[str]:
             fmt(get(r, "seed", "no_answer_rate"), 4)] for r in rows]
     cross = [[c["index"], c["queries"], fmt(c["recall@1"], 4), fmt(c["recall@5"], 4)]
              for c in get(result, "cross", default=[])]
-    settings = get(result, "settings", default={})
-    return ["## Precision and quality (`bench/precision_quality.py`)", "",
+    return [f"## {title} (`bench/precision_quality.py`)", "",
             f"{get(meta, 'date', default='?')}, CPU flags: {flags}. Cosine to float32 (OpenVINO f32, within 0.99999 of sentence-transformers "
             f"float32) over "
             f"{fmt(get(settings, 'cosine_texts', 'passages'))} DRCD passages / "
@@ -454,8 +456,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=DOCS / "benchmarks-latency.png")
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
-            for name in ("perf", "peers", "quality", "embed_speed", "ov_kernels", "precision_quality", "scale", "lifecycle",
-                         "stores")}
+            for name in ("perf", "peers", "quality", "embed_speed", "embed_speed_avx2", "ov_kernels", "precision_quality",
+                         "precision_quality_avx2", "scale", "lifecycle", "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -476,8 +478,11 @@ def main() -> None:
         "```bash",
         "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1",
         "python bench/embed_speed.py     # embedding backends per CPU class -> embed_speed.json",
+        "python bench/embed_speed.py --classes avx2,native --variants openvino-f32 --passages 48 --queries 30 "
+        "--out bench/results/embed_speed_avx2.json",
         "python bench/ov_kernels.py      # OpenVINO kernels per CPU class -> ov_kernels.json",
         "python bench/precision_quality.py  # bf16 / int8 / f32: cosine, DRCD recall -> precision_quality.json",
+        "python bench/precision_quality.py --avx2 --docs 100 --quick  # AVX2 only -> precision_quality_avx2.json",
         "python bench/run_quality.py     # recall and answers -> quality.json, docs/quality.md",
         "python bench/run_lifecycle.py   # incremental updates -> lifecycle.json",
         "python bench/run_perf.py        # build, query latency, concurrency, cold start -> perf.json",
@@ -494,8 +499,10 @@ def main() -> None:
     lines += perf_section(perf)
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
+    lines += embed_section(data["embed_speed_avx2"], "AVX2-only default, ONNX Runtime int8")
     lines += kernels_section(data["ov_kernels"])
     lines += precision_section(data["precision_quality"])
+    lines += precision_section(data["precision_quality_avx2"], "Precision and quality on AVX2 only (`--avx2`)")
     lines += scale_section(data["scale"])
     lines += stores_section(data["stores"])
     lines += lifecycle_section(data["lifecycle"])

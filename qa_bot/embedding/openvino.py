@@ -55,18 +55,12 @@ def import_openvino() -> Any:
 
 
 
-def export_folder(folder: Path, out_dir: Path) -> None:
-    """Trace the model in ``folder`` (with mean pooling and L2 normalisation) to OpenVINO IR.
-
-    Uses OpenVINO's PyTorch frontend directly rather than ``openvino.convert_model``:
-    the latter sends usage telemetry over the network unless the user opted out.
-    The IR stores weights as float16 (the 4-bit matrices already are fp16 values).
-    """
+def pooled_encoder(folder: Path, attention: str | None = None) -> Any:
+    """The model in ``folder`` as a float32 torch module ``(input_ids, attention_mask) -> unit vectors``:
+    the encoder, mean pooling over the mask (as sentence-transformers' Pooling) and L2 normalisation.
+    What the exports trace (this one; bench/ort_runtime.py for ONNX, with ``attention="eager"``, the
+    form ONNX Runtime's attention fusion recognises); None: transformers' default attention."""
     import torch
-
-    ov = import_openvino()
-    from openvino.frontend import FrontEndManager
-    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
     from transformers import AutoModel
 
     class Pooled(torch.nn.Module):
@@ -77,16 +71,39 @@ def export_folder(folder: Path, out_dir: Path) -> None:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # as sentence-transformers' Pooling
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
-    encoder = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32).eval()
-    # Two rows of different lengths, so padding and masking are part of the traced graph.
+    options = {"attn_implementation": attention} if attention else {}
+    encoder = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32, **options).eval()
+    return Pooled(encoder).eval()
+
+
+def example_inputs() -> tuple[Any, Any]:
+    """Two rows of different lengths, so padding and masking are part of a traced graph."""
+    import torch
+
     ids = torch.tensor([[0, 1000, 2000, 3000, 2], [0, 1000, 2, 1, 1]], dtype=torch.int64)
     mask = (ids != 1).to(torch.int64)
     mask[0] = 1
+    return ids, mask
+
+
+def export_folder(folder: Path, out_dir: Path) -> None:
+    """Trace the model in ``folder`` (:func:`pooled_encoder`) to OpenVINO IR.
+
+    Uses OpenVINO's PyTorch frontend directly rather than ``openvino.convert_model``:
+    the latter sends usage telemetry over the network unless the user opted out.
+    The IR stores weights as float16 (the 4-bit matrices already are fp16 values).
+    """
+    import torch
+
+    ov = import_openvino()
+    from openvino.frontend import FrontEndManager
+    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
     with torch.inference_mode(False), torch.no_grad():
-        decoder = TorchScriptPythonDecoder(Pooled(encoder).eval(), example_input=(ids, mask))
+        decoder = TorchScriptPythonDecoder(pooled_encoder(folder), example_input=example_inputs())
         frontend = FrontEndManager().load_by_framework("pytorch")
         model = frontend.convert(frontend.load(decoder))
     for port, name in zip(model.inputs, ("input_ids", "attention_mask"), strict=True):
