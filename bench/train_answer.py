@@ -20,6 +20,7 @@ docs/answer-confidence.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,8 @@ import pickle
 import re
 import sys
 import time
+from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -43,27 +46,30 @@ from bench.datasets import (  # noqa: E402
     write_result,
 )
 from qa_bot import QABot  # noqa: E402
-from qa_bot.answer import SentencePicker, candidate_sentences, compose  # noqa: E402
+from qa_bot.answer import SentencePicker, candidate_sentences, compose, sentence_spans  # noqa: E402
 from qa_bot.answer_model import (  # noqa: E402
     MODEL_FILE,
     AnswerModel,
     Logistic,
+    SpanModel,
     confidence_features,
     sentence_features,
-    span_candidates,
 )
 from qa_bot.evaluate import is_exact  # noqa: E402
 from qa_bot.retriever import Retriever  # noqa: E402
-from qa_bot.textnorm import has_cjk  # noqa: E402
+from qa_bot.short_answer import MAX_SENTENCE_CHARS, span_candidates  # noqa: E402
+from qa_bot.textnorm import has_cjk, to_simplified_aligned  # noqa: E402
 
 SHARED = Path(os.environ.get("QA_BOT_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
 CACHE = ROOT / "bench" / "cache" / "answer"
 PLOT = ROOT / "docs" / "answer-confidence.png"
 SEED = 0
 CROSS_SAMPLE = 500  # questions of one corpus asked against the other corpus' index, per direction
-MIN_FOUND = 0.96  # the confidence threshold keeps at least this share of answerable validation questions
-MIN_SHORT_PRECISION = 0.85
-MEDIAN_CHARS = 50  # the issue's bound on the median answer length  # the span threshold: short answers exactly right this often on validation
+MIN_FOUND = 0.95  # the confidence threshold keeps this share of answerable validation questions (the issue's bar)
+MIN_SHORT_PRECISION = 0.85  # the issue's bar: short answers shown must be exactly right this often
+SPAN_VOCABULARY = 40  # characters per slot of the span scorer's identity features
+SPAN_NEGATIVES = 200  # sampled wrong spans per training sentence (all its right ones are kept)
+MEDIAN_CHARS = 50  # the issue's bound on the median answer length
 # Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
 OFF_TOPIC = [
     "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
@@ -214,7 +220,7 @@ def top1(ranker: Logistic, pairs: list) -> float:
     return float(np.mean([holds(r["texts"][int(np.argmax(ranker.score(r["features"])))], i["answers"]) for i, r in pairs]))
 
 
-def train(items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
+def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
     """Fit ranker, confidence and span models on train; choose regularisation and thresholds on validation."""
     part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])] for s in ("train", "validation")}
     answerable = {s: [(i, r) for i, r in part[s] if i["kind"] == "answerable"] for s in part}
@@ -244,32 +250,103 @@ def train(items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
     val_answerable = np.asarray([i["kind"] == "answerable" for i, _ in part["validation"]])
     found_threshold = float(np.quantile(val_conf[val_answerable], 1 - MIN_FOUND))
     second_share = _second_quote_share(part["validation"], val_ranked, val_conf >= found_threshold)
+    span, span_chosen = train_span(items)
 
-    span_groups = []
-    for (item, _), ranked in zip(part["train"], train_ranked):
-        text, share = ranked[0]
-        if item["answers"] and holds(text, item["answers"]):
-            spans = span_candidates(item["question"], text, share)
-            y = np.asarray([exact(text[c.start : c.end], item["answers"]) for c in spans], dtype=bool)
-            if y.any():
-                span_groups.append((np.asarray([c.features for c in spans]), y, 1.0))
-    span = fit_listwise(span_groups, 1.0)
-    shown = []  # (share x confidence, exact) of the best span of each answerable validation question found
-    for (item, _), ranked, conf in zip(part["validation"], val_ranked, val_conf):
-        text, share = ranked[0]
-        if item["answers"] and conf >= found_threshold and (spans := span_candidates(item["question"], text, share)):
-            s = span.shares(np.asarray([c.features for c in spans]))
-            b = int(np.argmax(s))
-            shown.append((float(s[b] * conf), exact(text[spans[b].start : spans[b].end], item["answers"])))
-    span_threshold = _threshold_for_precision(shown, MIN_SHORT_PRECISION)
-    model = AnswerModel(ranker, confidence, span, found_threshold, span_threshold, second_share)
+    model = AnswerModel(ranker, confidence, span, found_threshold, 0.0, second_share)
+    span_threshold = _span_threshold(bots, [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"], model)
+    model = dataclasses.replace(model, span_threshold=span_threshold)
     chosen = {
         "ranker_l2": l2_ranker, "ranker_top1_validation_by_l2": scores, "found_threshold": found_threshold,
         "span_threshold": span_threshold, "second_quote_share": second_share,
         "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
-        "span_groups": len(span_groups),
+        **span_chosen,
     }
     return model, chosen
+
+
+def gold_sentences(items: list[dict], split: str) -> list[dict]:
+    """The first sentence of each answerable question's gold paragraph that holds a gold answer."""
+    folders = {"drcd": SHARED / "drcd-dev-nearmiss" / "docs", "cmrc": SHARED / "cmrc2018-trial" / "docs"}
+    out = []
+    for item in items:
+        if item["split"] != split or item["kind"] != "answerable" or item["corpus"] not in folders:
+            continue
+        paragraph = _document(folders[item["corpus"]] / item["source"])[item["start"] : item["end"]]
+        sentence = next((paragraph[a:b] for a, b in sentence_spans(paragraph)
+                         if any(answer in paragraph[a:b] for answer in item["answers"])), None)
+        if sentence:
+            out.append(item | {"sentence": sentence})
+    return out
+
+
+@cache
+def _document(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def span_vocabulary(gold: list[dict]) -> dict[str, tuple[str, ...]]:
+    """The SPAN_VOCABULARY most frequent characters before, opening, closing and after gold answers."""
+    counts: dict[str, Counter] = {slot: Counter() for slot in ("before", "first", "last", "after")}
+    for item in gold:
+        text = to_simplified_aligned(item["sentence"][:MAX_SENTENCE_CHARS])
+        k, answer = next(((text.find(to_simplified_aligned(a)), a) for a in item["answers"]
+                          if to_simplified_aligned(a) in text), (-1, ""))
+        if k < 0:
+            continue
+        end = k + len(answer)
+        counts["before"][text[k - 1] if k else "^"] += 1
+        counts["first"][text[k]] += 1
+        counts["last"][text[end - 1]] += 1
+        counts["after"][text[end] if end < len(text) else "$"] += 1
+    return {slot: tuple(ch for ch, _ in c.most_common(SPAN_VOCABULARY)) for slot, c in counts.items()}
+
+
+def span_groups(gold: list[dict], vocab: dict, negatives: int | None) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """One group per sentence: its candidates' features and which are exactly a gold answer; with
+    `negatives`, all positives and that many sampled others (a fixed seed) to bound memory."""
+    rng = np.random.default_rng(SEED)
+    groups = []
+    for item in gold:
+        candidates = span_candidates(item["question"], item["sentence"], vocab)
+        y = np.asarray([exact(item["sentence"][a:b], item["answers"]) for a, b in zip(candidates.starts, candidates.ends)],
+                       dtype=bool)
+        if negatives is not None and y.any():
+            others = np.flatnonzero(~y)
+            keep = np.concatenate([np.flatnonzero(y), rng.choice(others, min(len(others), negatives), replace=False)])
+            groups.append((candidates.features[np.sort(keep)], y[np.sort(keep)], 1.0))
+        elif negatives is None and len(y):
+            groups.append((candidates.features, y, 1.0))
+    return groups
+
+
+def train_span(items: list[dict]) -> tuple[SpanModel, dict]:
+    """The short-answer scorer, fitted on the train split's gold sentences, regularisation chosen by
+    exact match of the top span on the validation split's gold sentences."""
+    train_gold = gold_sentences(items, "train")
+    vocab = span_vocabulary(train_gold)
+    groups = span_groups(train_gold, vocab, SPAN_NEGATIVES)
+    validation = span_groups(gold_sentences(items, "validation"), vocab, None)
+    scores, models = {}, {}
+    for l2 in (1.0, 10.0):
+        models[l2] = fit_listwise(groups, l2)
+        scores[l2] = float(np.mean([y[int(np.argmax(models[l2].score(x)))] for x, y, _ in validation]))
+    l2 = max(scores, key=scores.get)
+    return SpanModel(models[l2], vocab), {"span_l2": l2, "span_top1_exact_validation_by_l2": scores,
+                                         "span_train_sentences": len(groups)}
+
+
+def _span_threshold(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> float:
+    """The lowest span share x confidence at which the shipped layer's short answers are exactly
+    right MIN_SHORT_PRECISION of the time on validation (through compose(), as at run time)."""
+    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
+    shown = []
+    for item, row in pairs:
+        bot = bots[item["index"]]
+        answer = compose(item["question"], item["question"], row["passages"], bot.store, pickers[item["index"]],
+                         model=model)
+        if answer.short is not None:
+            shown.append((answer.short.score, exact(answer.short.text, item["answers"])))
+    return _threshold_for_precision(shown, MIN_SHORT_PRECISION)
 
 
 def _second_quote_share(pairs: list, ranked: list, found: np.ndarray) -> float:
@@ -536,7 +613,7 @@ def main() -> None:
     if args.evaluate:
         model, chosen = AnswerModel.load(), {}
     else:
-        model, chosen = train(items, rows)
+        model, chosen = train(bots, items, rows)
         save(model)
         model = AnswerModel.load()
     results = {

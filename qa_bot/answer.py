@@ -21,9 +21,9 @@ from .answer_model import (
     confidence_features,
     default_model,
     sentence_features,
-    span_candidates,
 )
 from .records import Passage
+from .short_answer import SpanChoice, best_span
 from .stores.bm25 import idf
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
 
@@ -337,7 +337,7 @@ def _compose_hybrid(
     answer = _assemble(question, query, passages, store, chosen, confidence)
     text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]
     first = next(q for q in answer.quotes if q.text == text)  # the best quote (quotes are unique)
-    answer.short = _short_answer(question, first, answer.citations[first.citation - 1], store, model, confidence)
+    answer.short = _short_answer(first, best_span(model.span, question, first.text), answer.citations[first.citation - 1], store, model, confidence)
     return answer
 
 
@@ -353,21 +353,17 @@ def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
 
 
 def _short_answer(
-    question: str, quote: Quote, passage: Passage, store: Store, model: AnswerModel, confidence: float
+    quote: Quote, choice: SpanChoice | None, passage: Passage, store: Store, model: AnswerModel, confidence: float
 ) -> Quote | None:
-    """The best span of the best quoted sentence, if span share x answer confidence clears the threshold."""
-    spans = span_candidates(question, quote.text, quote.score)
-    if not spans:
-        return None
-    shares = model.span.shares(np.asarray([span.features for span in spans]))
-    best = int(np.argmax(shares))
-    if shares[best] * confidence < model.span_threshold:
+    """The best span of the best quoted sentence, if its share x the answer's confidence clears the
+    threshold chosen on validation (bench/train_answer.py)."""
+    if choice is None or choice.share * confidence < model.span_threshold:
         return None
     chunk = store.chunks[passage.chunk_id]
-    start, end = quote.passage_start + spans[best].start, quote.passage_start + spans[best].end
+    start, end = quote.passage_start + choice.start, quote.passage_start + choice.end
     return Quote(
         passage.text[start:end], quote.citation, start, end, chunk.original_offset(start),
-        chunk.original_offset(end - 1) + 1, float(shares[best] * confidence),
+        chunk.original_offset(end - 1) + 1, choice.share * confidence,
     )
 
 

@@ -10,7 +10,8 @@ here with numpy, so scikit-learn stays a training-only dependency:
   at run time its shares only feed the confidence and the span scorer: the quotes are chosen
   by the hand-set score (qa_bot.answer._compose_hybrid);
 - the confidence model turns the best sentence's features into P(the quote answers the question);
-- the span scorer picks the short answer (a run of jieba words) inside the chosen sentence.
+- the span scorer (qa_bot.short_answer) picks the short answer, a run of characters inside the
+  chosen sentence; its character vocabularies are stored with it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .textnorm import to_simplified, tokenize
+from .textnorm import to_simplified, to_simplified_aligned, tokenize
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
@@ -45,9 +46,6 @@ _QUESTION_FILLER = re.compile(
 _REPORTING = re.compile(r"表示|指出|认为|说|称|介绍|强调")
 _CREDIT = re.compile(r"记者|摄|图片|资料图|来源|编辑|责编|通讯员|新华社|报道")
 _PUNCT = re.compile(r"[\W_]+")
-# POS groups of the span scorer (first letter of jieba's tag; nr/ns/nt/nz kept apart).
-_POS_GROUPS = ("nr", "ns", "nt", "nz", "n", "m", "t", "q", "v", "a", "eng", "other")
-_BEFORE_ANSWER = "是为在于由到自被"
 
 
 def question_type(question: str) -> str:
@@ -64,11 +62,8 @@ def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
     """(word, tag, start) of jieba's POS tagging of the Simplified text; offsets index `text`."""
     import jieba.posseg  # ~1 s to load its dictionary: only when an answer is first composed
 
-    simplified = to_simplified(text)
-    if len(simplified) != len(text):  # a phrase conversion changed the length: offsets would drift
-        simplified = "".join(to_simplified(ch) if len(to_simplified(ch)) == 1 else ch for ch in text)
     words, position = [], 0
-    for pair in jieba.posseg.cut(simplified, HMM=False):  # the HMM for unknown words costs ~5 ms a sentence
+    for pair in jieba.posseg.cut(to_simplified_aligned(text), HMM=False):  # the HMM for unknown words costs ~5 ms a sentence
         words.append((pair.word, pair.flag, position))
         position += len(pair.word)
     return tuple(words)
@@ -176,72 +171,6 @@ def _typed_entity(tagged: tuple, qtype: str, simplified_question: str) -> bool:
     return any(tag.startswith(tags) and word not in simplified_question for word, tag, _ in tagged)
 
 
-# -- spans ------------------------------------------------------------------------------------
-
-MAX_SPAN_WORDS = 6
-
-
-@dataclass
-class Span:
-    start: int  # offsets into the sentence
-    end: int
-    features: list[float]
-
-
-def _inside_number(tagged: tuple, j: int) -> bool:
-    """'%' after a number, or ',' / '.' between digits (2,790,060): part of the span, not a boundary."""
-    word = tagged[j][0]
-    before = tagged[j - 1][0] if j else ""
-    after = tagged[j + 1][0] if j + 1 < len(tagged) else ""
-    return (word == "%" and before[-1:].isdigit()) or (word in ",." and before[-1:].isdigit() and after[:1].isdigit())
-
-
-def span_candidates(question: str, sentence: str, sentence_probability: float) -> list[Span]:
-    """Runs of 1..MAX_SPAN_WORDS jieba words of the sentence (no punctuation inside), with features."""
-    tagged = pos_words(sentence)
-    simplified_q = to_simplified(question)
-    qtype = question_type(question)
-    q_tokens = set(tokenize(_QUESTION_FILLER.sub(" ", simplified_q)))
-    in_question = [bool(_PUNCT.fullmatch(w)) or w in simplified_q for w, _, _ in tagged]
-    matched = [i for i, (w, _, _) in enumerate(tagged) if len(w) > 1 and w in simplified_q]
-    spans = []
-    for i in range(len(tagged)):
-        for j in range(i, min(len(tagged), i + MAX_SPAN_WORDS)):
-            if _PUNCT.fullmatch(tagged[j][0]) and not _inside_number(tagged, j):
-                break
-            words = tagged[i : j + 1]
-            start, end = words[0][2], words[-1][2] + len(words[-1][0])
-            text = to_simplified(sentence[start:end])
-            share = sum(t in q_tokens for t in tokenize(text)) / max(1, len(tokenize(text)))
-            distance = min((min(abs(m - i), abs(m - j)) for m in matched), default=10)
-            type_tags = QUESTION_TYPES[qtype][1] if qtype != "other" else ()
-            first, last = _pos_group(words[0][1]), _pos_group(words[-1][1])
-            before = sentence[start - 1] if start else ""
-            after = sentence[end] if end < len(sentence) else ""
-            features = [
-                float(j - i + 1),
-                math.log1p(end - start),
-                share,
-                float(all(in_question[i : j + 1])),
-                min(distance, 10) / 10,
-                float(i - 1 in matched),
-                float(j + 1 in matched),
-                float(bool(type_tags) and any(tag.startswith(type_tags) for _, tag, _ in words)),
-                float(qtype == "other"),
-                float(before != "" and before in _BEFORE_ANSWER),
-                float(after == "的"),
-                float(before in "「《“\"" and before != ""),
-                float(any(ch.isdigit() for ch in text)),
-                float(i == 0),
-                float(j == len(tagged) - 1 or _PUNCT.fullmatch(tagged[j + 1][0]) is not None),
-                sentence_probability,
-                *[float(first == g) for g in _POS_GROUPS],
-                *[float(last == g) for g in _POS_GROUPS],
-            ]
-            spans.append(Span(start, end, features))
-    return spans
-
-
 # -- the stored model -------------------------------------------------------------------------
 
 
@@ -275,21 +204,37 @@ class Logistic:
 
 
 @dataclass(frozen=True)
+class SpanModel:
+    """The short-answer scorer and the characters its identity features know, per slot
+    ("before", "first", "last", "after" the span)."""
+
+    scorer: Logistic
+    vocab: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpanModel:
+        return cls(Logistic.from_dict(data["scorer"]), {k: tuple(v) for k, v in data["vocab"].items()})
+
+    def to_dict(self) -> dict:
+        return {"scorer": self.scorer.to_dict(), "vocab": {k: list(v) for k, v in self.vocab.items()}}
+
+
+@dataclass(frozen=True)
 class AnswerModel:
     """The three models plus the thresholds chosen on the validation split."""
 
     ranker: Logistic
     confidence: Logistic
-    span: Logistic
+    span: SpanModel
     found_threshold: float
-    span_threshold: float  # on span share x confidence
+    span_threshold: float  # on the best span's share x the answer's confidence
     second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(
-            Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), Logistic.from_dict(data["span"]),
+            Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), SpanModel.from_dict(data["span"]),
             float(data["found_threshold"]), float(data["span_threshold"]), float(data["second_quote_share"]),
         )
 

@@ -32,6 +32,15 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text)
 
 
+def to_simplified_aligned(text: str) -> str:
+    """Simplified text of the same length, so offsets into it index the original too (a phrase
+    conversion that changes the length falls back to converting character by character)."""
+    simplified = to_simplified(text)
+    if len(simplified) == len(text):
+        return simplified
+    return "".join(ch2 if len(ch2 := to_simplified(ch)) == 1 else ch for ch in text)
+
+
 def has_cjk(text: str) -> bool:
     """True when the text holds at least one CJK ideograph."""
     return _HAS_CJK.search(text) is not None
