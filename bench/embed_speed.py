@@ -28,10 +28,10 @@ default in a class, or needs bf16 where the class has none, is skipped):
                   OpenMP runs can be slower than one thread; a contention-proof reference
   torch-bf16      the same with bf16 autocast (the previous default)
   openvino-bf16   OpenVINO IR, bf16 inference precision (the default where the CPU has native bf16)
-  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs without onnxruntime)
+  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs)
   openvino-int8   the calibrated int8 IR (the default on AVX-512 CPUs without bf16)
   onnxruntime-int8
-                  ONNX Runtime, dynamic int8 (the default on AVX2-only CPUs). Its kernels ignore the
+                  ONNX Runtime, dynamic int8 (opt-in: QA_BOT_BACKEND=onnxruntime). Its kernels ignore the
                   variables above: the avx2 class also masks its cpuid (bench/cpuid_mask.py).
 """
 

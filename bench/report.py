@@ -311,8 +311,8 @@ def embed_section(embed: Any, title: str = "Embedding speed") -> list[str]:
             "MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY: see the script), and the flags column lists the flags "
             "in effect. ONNX Runtime's kernels ignore those variables: the avx2 class also hides AVX-512 from its "
             "cpuid (bench/cpuid_mask.py). The default per class (qa_bot/embedding/precision.py): OpenVINO bf16 with "
-            "native bf16, OpenVINO int8 with AVX-512 or AVX-VNNI, ONNX Runtime int8 on AVX2 only (OpenVINO f32 "
-            "before issue 15's second round: the `default` row names the runtime that ran). 1-minute load average "
+            "native bf16, OpenVINO int8 with AVX-512 or AVX-VNNI, OpenVINO f32 on AVX2 only; ONNX Runtime int8 "
+            "is opt-in (QA_BOT_BACKEND=onnxruntime; the `default` row names the runtime that ran). 1-minute load average "
             f"{fmt(get(embed, 'machine', 'loadavg_before', 0), 2)} at the start, "
             f"{fmt(get(embed, 'machine', 'loadavg_after', 0), 2)} at the end (other jobs share the 2 cores): "
             "compare within a class and repeat.", ""] + table(
@@ -499,7 +499,7 @@ def main() -> None:
     lines += perf_section(perf)
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
-    lines += embed_section(data["embed_speed_avx2"], "AVX2-only default, ONNX Runtime int8")
+    lines += embed_section(data["embed_speed_avx2"], "AVX2 only, opt-in ONNX Runtime int8")
     lines += kernels_section(data["ov_kernels"])
     lines += precision_section(data["precision_quality"])
     lines += precision_section(data["precision_quality_avx2"], "Precision and quality on AVX2 only (`--avx2`)")

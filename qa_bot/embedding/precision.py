@@ -10,10 +10,11 @@ docs/benchmarks.md):
 - AVX-512 without bf16 (Skylake to Ice Lake Xeons, the common cloud machines): the calibrated
   int8 model, 2.5-2.9x OpenVINO f32 there. AVX-VNNI (``avx_vnni``, recent laptops) gets the
   same VNNI int8 kernels at half width, hence int8 too: not measured here.
-- AVX2 only: ONNX Runtime int8 (:mod:`.onnxruntime`, :func:`use_onnxruntime`). Without VNNI,
-  OpenVINO's int8 matrix products fall back to a generic GEMM (``jit_gemm_i8``) slower than its f32
-  kernel (``brgemm_avx2_f32``), and OpenVINO f32 already runs near the AVX2 FMA peak; ONNX Runtime's
-  AVX2 int8 kernels are about 2x that. OpenVINO f32 remains where ONNX Runtime is missing.
+- AVX2 only: f32. Without VNNI, OpenVINO's int8 matrix products fall back to a generic GEMM
+  (``jit_gemm_i8``) slower than its f32 kernel (``brgemm_avx2_f32``). ONNX Runtime's AVX2 int8
+  kernels are about 2x OpenVINO f32 there, but its dynamic int8 vectors move enough to change which
+  questions are refused (English off-topic questions answered in our tests), so it is opt-in:
+  ``QA_BOT_BACKEND=onnxruntime`` (:mod:`.onnxruntime`).
 
 ``QA_BOT_PRECISION`` (bf16, int8, f32) overrides the choice; the older ``QA_BOT_BF16=1/0`` still
 forces bf16 on or off.
@@ -63,16 +64,6 @@ def auto_precision(flags: set[str]) -> str:
     if flags & {"avx512f", "avx_vnni"}:
         return "int8"
     return "f32"
-
-
-def use_onnxruntime(flags: set[str] | None = None) -> bool:
-    """True on AVX2 CPUs without AVX-512 or AVX-VNNI, unless a precision is forced (``QA_BOT_PRECISION``
-    or ``QA_BOT_BF16`` then choose among OpenVINO's)."""
-    settings = Settings()
-    if settings.precision in PRECISIONS or settings.bf16 is not None:
-        return False
-    flags = cpu_flags() if flags is None else flags
-    return "avx2" in flags and auto_precision(flags) == "f32"
 
 
 def choose_precision(flags: set[str] | None = None) -> str:
