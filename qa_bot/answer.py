@@ -332,7 +332,7 @@ def _compose_hybrid(
     else:
         chosen = _keep_close(sorted(candidates, key=lambda c: -c.score), settings)
     share = {(s.rank + 1, s.start): float(p) for s, p in zip(sentences, shares)}
-    for c in chosen:  # a quote's score is its ranker share, the span scorer's input
+    for c in chosen:  # a quote's score is its ranker share
         c.score = share[c.citation, c.start]
     answer = _assemble(question, query, passages, store, chosen, confidence)
     text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]

@@ -427,14 +427,7 @@ def test_openvino_matches_fp32_torch(embedder: Embedder, fp32, precision: str, o
                         "are slower than f32 and reach cosine 0.985: docs/architecture.md)")
         emb = ov_runtime.OpenVINOEmbedder(Path(converter.resolve_model()), DEFAULT_MODEL, precision=precision)
         assert emb.precision == precision
-    p32, q32 = fp32
-    passages = emb.encode_passages(MORE_TEXTS)
-    queries = np.stack([emb.encode_query(t) for t in TEXTS])
-    for ours, ref, texts in ((passages, p32, MORE_TEXTS), (queries, q32, TEXTS)):
-        assert ours.dtype == np.float32 and ours.shape == ref.shape
-        np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
-        cos = _checked(emb, _cos(ours, ref), texts)
-        assert cos.min() >= MIN_COS[emb.precision], cos.min()
+    _assert_within_bound(emb, fp32, MIN_COS[emb.precision])
 
 
 @pytest.fixture(scope="session")
@@ -451,13 +444,19 @@ def test_onnxruntime_int8_matches_fp32_torch(ort_embedder: Embedder, fp32) -> No
     Here its kernels are the AVX-512 VNNI ones; the AVX2 ones were measured at cosine >= 0.995
     (bench/embed_speed.py's avx2 class)."""
     assert (ort_embedder.backend, ort_embedder.precision, ort_embedder.dim) == ("onnxruntime", "int8", 384)
+    _assert_within_bound(ort_embedder, fp32, MIN_COS["int8"])
+
+
+def _assert_within_bound(emb: Embedder, fp32, bound: float) -> None:
+    """Unit vectors of the reference's shape, each within `bound` cosine of float32 PyTorch (passages, queries)."""
     p32, q32 = fp32
-    passages = ort_embedder.encode_passages(MORE_TEXTS)
-    queries = np.stack([ort_embedder.encode_query(t) for t in TEXTS])
+    passages = emb.encode_passages(MORE_TEXTS)
+    queries = np.stack([emb.encode_query(t) for t in TEXTS])
     for ours, ref, texts in ((passages, p32, MORE_TEXTS), (queries, q32, TEXTS)):
         assert ours.dtype == np.float32 and ours.shape == ref.shape
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
-        assert _checked(ort_embedder, _cos(ours, ref), texts).min() >= MIN_COS["int8"]
+        cos = _checked(emb, _cos(ours, ref), texts)
+        assert cos.min() >= bound, cos.min()
 
 
 def test_onnxruntime_bulk_equals_single_texts(ort_embedder: Embedder) -> None:

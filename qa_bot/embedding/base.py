@@ -57,3 +57,14 @@ def encode_longest_first(
         if progress is not None:
             progress(min(start + batch_size, n), n)
     return out
+
+
+def padded_batch(ids: list[list[int]], pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of several texts as one right-padded int64 batch and its attention mask (both runtimes)."""
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return input_ids, mask

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first
+from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first, padded_batch
 from .cache import build_once, write_json
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,8 @@ class ONNXRuntimeEmbedder:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
 
     @staticmethod
-    def _run(session: Any, ids: list[list[int]], pad: int = 1) -> np.ndarray:
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
+    def _run(session: Any, ids: list[list[int]]) -> np.ndarray:
+        input_ids, mask = padded_batch(ids)
         out = np.asarray(session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0], dtype=np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 

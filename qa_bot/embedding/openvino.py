@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first
+from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first, padded_batch
 from .cache import build_once, write_json
 from .precision import PRECISIONS, choose_precision
 
@@ -195,19 +195,9 @@ class OpenVINOModel:
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
 
-    @staticmethod
-    def _arrays(ids: list[list[int]], pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        return input_ids, mask
-
     def embed_small(self, ids: list[list[int]]) -> np.ndarray:
         """One request on the latency model (queries, a few passages)."""
-        input_ids, mask = self._arrays(ids)
+        input_ids, mask = padded_batch(ids)
         with self._latency_lock:
             if self._request is None:
                 self._request = self._compile("LATENCY").create_infer_request()
@@ -231,7 +221,7 @@ class OpenVINOModel:
 
             self._queue.set_callback(done)
             for start in range(0, len(ids), MICRO_BATCH):
-                self._queue.start_async(list(self._arrays(ids[start : start + MICRO_BATCH])), start)
+                self._queue.start_async(list(padded_batch(ids[start : start + MICRO_BATCH])), start)
             self._queue.wait_all()
         return _l2_normalised(out)
 
