@@ -22,6 +22,7 @@ from .answer_model import (
     default_model,
     sentence_features,
 )
+from .crosslingual import MIN_TERMS_FOUND, terms_found
 from .records import Passage
 from .short_answer import SpanChoice, best_span
 from .stores.bm25 import idf
@@ -295,6 +296,9 @@ def compose(
     # The new layer never quotes a lone caption or credit line (資料圖片) for an English question either.
     shortest = settings.min_quote_chars if layer != "old" else 0
     chosen = _pick_by_hand(passages, picker, weights, cross_lingual, sentence_similarity, settings, shortest)
+    # An English answer also needs the question's words in its passage: the cosine cannot tell alone (crosslingual.py).
+    if chosen and cross_lingual and layer != "old" and terms_found(question, passages[chosen[0].citation - 1].text) < MIN_TERMS_FOUND:
+        chosen = []
     if not chosen:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     return _assemble(question, query, passages, store, chosen, confidence=1.0)
