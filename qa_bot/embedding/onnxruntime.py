@@ -2,13 +2,15 @@
 
 There OpenVINO's int8 matrix products fall back to a generic kernel slower than its float32 one
 (bench/ov_kernels.py), while ONNX Runtime's (MLAS) have AVX2 int8 kernels (``vpmaddubsw``). Measured
-under AVX2 emulation (bench/embed_speed.py, docs/benchmarks.md): 3.4x sentence-transformers float32 and
-about 2x OpenVINO float32 in the same runs, cosine >= 0.993 to float32.
+under AVX2 emulation (bench/embed_speed.py, docs/benchmarks.md): 3.45x sentence-transformers float32 and
+1.9x OpenVINO float32 in the same run, cosine >= 0.9989 to float32 on 48 DRCD passages (2026-12-03, build 3).
 
 The model: the same traced module as the OpenVINO export (:func:`.openvino.pooled_encoder`) exported to
 ONNX, ONNX Runtime's BERT fusions applied (Attention, SkipLayerNormalization, BiasGelu), then dynamic int8
 (weights int8 per output channel, activations uint8 per batch, in MatMul and Attention: no calibration,
-so nothing of the user's data shapes it). Weights use 7 bits (``reduce_range``), as ONNX Runtime advises for
+so nothing of the user's data shapes it), except the feed-forward output projections, which stay float32
+(build 2 quantized them too: cosine 0.983 to float32 on 「hahahahahahahahaha」, 0.9957 at worst on the 48
+passages; build 3: 0.997 and 0.9989, and no slower). Weights use 7 bits (``reduce_range``), as ONNX Runtime advises for
 CPUs without VNNI: with 8, the AVX2 kernels' 16-bit sums saturate and the worst of 200 DRCD questions fell to
 cosine 0.988 to float32; with 7 it is 0.993, at the same speed (one-off, 2026-11-29, AVX2 emulated). Built once at first use (about a minute) into the cache,
 beside the converted model, written atomically (:mod:`.cache`).
@@ -31,7 +33,7 @@ from .cache import build_once, write_json
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 2  # bump when the recipe changes, so cached models are rebuilt
+BUILD_VERSION = 3  # bump when the recipe changes, so cached models are rebuilt
 MARKER = "qa_bot_onnxruntime.json"  # written last into a built folder
 MICRO_BATCH = 8  # texts per run when embedding many passages
 STREAMS = 2  # passage runs at once, one thread each
@@ -57,10 +59,14 @@ def build_int8(folder: Path, out_dir: Path) -> dict[str, Any]:
     fused = optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
                            hidden_size=config["hidden_size"], opt_level=1)
     fused.save_model_to_file(str(fused_path))
+    # The feed-forward output projections stay float32: their inputs (after GELU) carry the outliers that uint8
+    # activations clip; quantized, 「hahahahahahahahaha」 fell to cosine 0.983 to float32, float there 0.997.
+    float_nodes = [node.name for node in fused.model.graph.node
+                   if node.op_type == "MatMul" and node.name.endswith("/output/dense/MatMul") and "/attention/" not in node.name]
     quantize_dynamic(
         str(fused_path), str(out_dir / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
         reduce_range=True,  # 7-bit weights: AVX2's u8 x s8 products (vpmaddubsw) then cannot saturate 16 bits
-        op_types_to_quantize=["MatMul", "Attention"],
+        op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=float_nodes,
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},  # 1: float, for the fused ops' outputs
     )
     raw.unlink()
