@@ -17,11 +17,10 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from .textnorm import ENGLISH_STOPWORDS, pinyin_tokens, to_simplified
+from .textnorm import ENGLISH_STOPWORDS, latin_words, pinyin_tokens, to_simplified
 
 MIN_TERMS_FOUND = 2  # "two of the question's words": one shared word (capital ~ 首都) is a coincidence
 MAX_PHRASE_WORDS = 3  # "whole province" ~ 全省, "answer sheet" ~ 答卷
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _GLOSS_NOISE = re.compile(r"\([^)]*\)|\[[^\]]*\]|^(?:to|a|an|the) ")
 _FUNCTION_WORDS = ENGLISH_STOPWORDS | {"many", "much"}
 _SKIPPED_GLOSSES = ("cl:", "see ", "variant of", "old variant", "surname ", "abbr", "used in")
@@ -49,7 +48,7 @@ def question_terms(question: str) -> list[tuple[str, frozenset[str]]]:
     """The question's content words and dictionary phrases, longest match first, each with its
     Chinese translations (empty for words the dictionary lacks: names, then matched by pinyin)."""
     dictionary = english_to_chinese()
-    words = [w.removesuffix("'s") for w in _WORD.findall(question.lower())]
+    words = [w.removesuffix("'s") for w in latin_words(question, pairs=False)]
     terms, i = [], 0
     while i < len(words):
         for size in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..bot import QABot
 from ..config import Settings
+from ..crosslingual import english_to_chinese
 from ..library import MAX_UPLOAD_BYTES
 from ..loaders import SUPPORTED_SUFFIXES
 from ..present import plural
@@ -273,12 +274,14 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def warm_up(bot: QABot) -> threading.Thread:
-    """Load the model, tokenizers and the pinyin index in the background so the first question is fast."""
+    """Load the model, tokenizers, the pinyin index and the English-Chinese dictionary in the background so
+    the first question is fast (the dictionary alone costs about a second on the first English question)."""
 
     def run() -> None:
         try:
             bot.ask(EXAMPLES[0])
             bot.store.warm_up()
+            english_to_chinese()
         except Exception as error:  # noqa: BLE001 - a failed warm-up shows up again on the first question
             print(f"qa-bot: model warm-up failed: {error}", file=sys.stderr)
 
