@@ -28,10 +28,10 @@ default in a class, or needs bf16 where the class has none, is skipped):
                   OpenMP runs can be slower than one thread; a contention-proof reference
   torch-bf16      the same with bf16 autocast (the previous default)
   openvino-bf16   OpenVINO IR, bf16 inference precision (the default where the CPU has native bf16)
-  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs)
+  openvino-f32    OpenVINO IR, float32 inference precision (the default on AVX2-only CPUs without onnxruntime)
   openvino-int8   the calibrated int8 IR (the default on AVX-512 CPUs without bf16)
   onnxruntime-int8
-                  ONNX Runtime, dynamic int8 (opt-in: QA_BOT_BACKEND=onnxruntime). Its kernels ignore the
+                  ONNX Runtime, dynamic int8 (the default on AVX2-only CPUs). Its kernels ignore the
                   variables above: the avx2 class also masks its cpuid (bench/cpuid_mask.py).
 """
 
@@ -177,6 +177,12 @@ def class_env(env: dict[str, str]) -> dict[str, str]:
     masked = avx2_env()
     prepend = masked.pop("PYTHONPATH_PREPEND")
     return {**env, **masked, "PYTHONPATH": os.pathsep.join(filter(None, [prepend, os.environ.get("PYTHONPATH")]))}
+
+
+def rerun_as_avx2() -> None:
+    """Run this command again on an emulated AVX2-only CPU (:func:`class_env`), unless it already is one."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **class_env(CLASSES["avx2"])})
 
 
 def start_variants(names: list[str], passages: list[str], env: dict[str, str]) -> tuple[list[Variant], list[int]]:

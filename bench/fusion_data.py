@@ -60,9 +60,10 @@ SETS = {
 }
 
 
-def open_bot(check: CheckSet) -> QABot:
+def open_bot(check: CheckSet, embedder=None, suffix: str = "") -> QABot:
+    """The set's index in bench/results (``suffix``: a separate one, e.g. per precision), brought up to date."""
     docs = hardneg_docs() if check.name == "drcd-hardneg" else check.docs
-    bot = QABot(index_dir=RESULTS / f"{check.name}-index", docs_dir=docs)
+    bot = QABot(index_dir=RESULTS / f"{check.name}-index{suffix}", docs_dir=docs, embedder=embedder)
     bot.update()
     return bot
 

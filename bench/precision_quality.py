@@ -17,7 +17,6 @@ Writes bench/results/precision_quality.json (``--avx2``: precision_quality_avx2.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
@@ -67,10 +66,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, help="only the first N DRCD documents (by name) and their questions")
     parser.add_argument("--avx2", action="store_true", help="on an emulated AVX2-only CPU: OpenVINO f32 vs ONNX Runtime int8")
     args = parser.parse_args()
-    if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
-        from bench.embed_speed import CLASSES, class_env
+    if args.avx2:
+        from bench.embed_speed import rerun_as_avx2
 
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **class_env(CLASSES["avx2"])})
+        rerun_as_avx2()
     n_cos = 200 if args.quick else 500
     precisions = ["f32", "int8"] + (["bf16"] if cpu_flags() & {"avx512_bf16", "amx_bf16"} else [])
     if args.avx2:

@@ -311,8 +311,8 @@ def embed_section(embed: Any, title: str = "Embedding speed") -> list[str]:
             "MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY: see the script), and the flags column lists the flags "
             "in effect. ONNX Runtime's kernels ignore those variables: the avx2 class also hides AVX-512 from its "
             "cpuid (bench/cpuid_mask.py). The default per class (qa_bot/embedding/precision.py): OpenVINO bf16 with "
-            "native bf16, OpenVINO int8 with AVX-512 or AVX-VNNI, OpenVINO f32 on AVX2 only; ONNX Runtime int8 "
-            "is opt-in (QA_BOT_BACKEND=onnxruntime; the `default` row names the runtime that ran). 1-minute load average "
+            "native bf16, OpenVINO int8 with AVX-512 or AVX-VNNI, ONNX Runtime int8 on AVX2 only (the `default` row "
+            "names the runtime that ran; before issue 15's second round it was OpenVINO f32). 1-minute load average "
             f"{fmt(get(embed, 'machine', 'loadavg_before', 0), 2)} at the start, "
             f"{fmt(get(embed, 'machine', 'loadavg_after', 0), 2)} at the end (other jobs share the 2 cores): "
             "compare within a class and repeat.", ""] + table(
@@ -360,6 +360,22 @@ def precision_section(result: Any, title: str = "Precision and quality") -> list
                        "DRCD answer-hit", "seed top-1 holds answer", "seed answer-hit", "seed refused"], out) + [
             "An index built in one precision, queried in another (the same weights: the index records the model, "
             "and every precision of it may query it):", ""] + table(["index built in", "queries in", "R@1", "R@5"], cross)
+
+
+def fusion_avx2_section(result: Any) -> list[str]:
+    """Retrieval per check set with each AVX2-only precision, dense alone and fused (bench/run_fusion.py --avx2)."""
+    sets = get(result, "sets", default={})
+    if not sets:
+        return []
+    meta = get(result, "meta", default={})
+    names = list(next(iter(sets.values())))
+    rows = [[name, mode, *(f"{fmt(get(sets, p, name, mode, 'recall@1'), 4)} / {fmt(get(sets, p, name, mode, 'recall@5'), 4)}"
+                           for p in sets)] for name in names for mode in ("dense", "fused")]
+    return [f"## Retrieval on AVX2 only, per precision (`{get(meta, 'command', default='bench/run_fusion.py --avx2')}`)", "",
+            f"{get(meta, 'date', default='?')}, flags in effect avx2 fma (emulated on "
+            f"{' '.join(get(meta, 'machine', 'cpu_flags', default=[]))}). R@1 / R@5 of every check set of "
+            "bench/run_fusion.py, each precision with its own index; *fused* is what qa-bot retrieves.", ""
+            ] + table(["set", "mode", *sets], rows)
 
 
 def scale_section(scale: Any) -> list[str]:
@@ -457,7 +473,7 @@ def main() -> None:
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
             for name in ("perf", "peers", "quality", "embed_speed", "embed_speed_avx2", "ov_kernels", "precision_quality",
-                         "precision_quality_avx2", "scale", "lifecycle", "stores")}
+                         "precision_quality_avx2", "fusion_avx2", "scale", "lifecycle", "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -499,10 +515,11 @@ def main() -> None:
     lines += perf_section(perf)
     lines += quality_section(data["quality"])
     lines += embed_section(data["embed_speed"])
-    lines += embed_section(data["embed_speed_avx2"], "AVX2 only, opt-in ONNX Runtime int8")
+    lines += embed_section(data["embed_speed_avx2"], "AVX2 only: ONNX Runtime int8, the default there")
     lines += kernels_section(data["ov_kernels"])
     lines += precision_section(data["precision_quality"])
     lines += precision_section(data["precision_quality_avx2"], "Precision and quality on AVX2 only (`--avx2`)")
+    lines += fusion_avx2_section(data["fusion_avx2"])
     lines += scale_section(data["scale"])
     lines += stores_section(data["stores"])
     lines += lifecycle_section(data["lifecycle"])

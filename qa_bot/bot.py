@@ -60,6 +60,16 @@ class _Loaded:
     size: int
 
 
+def _record_embedder(chunked: list[tuple[DocumentInfo, list[ChunkRecord]]], embedded: set[str], previous: Store | None,
+                     label: str) -> None:
+    """Each document's ``embedded_with``: this embedder's label if any of its passages was embedded now,
+    else (every passage's vector reused from the old index) what embedded it before."""
+    for info, chunks in chunked:
+        old = previous.documents.get(info.name) if previous else None
+        reused = old is not None and not any(chunk.index_text() in embedded for chunk in chunks)
+        info.embedded_with = old.embedded_with if reused else label
+
+
 def _positions(text: str, char: str) -> list[int]:
     """Sorted offsets of every occurrence of char (for line and page numbers by bisection)."""
     positions = []
@@ -492,6 +502,7 @@ class QABot:
         missing = sorted({chunk.index_text() for _, chunks in chunked for chunk in chunks} - cache.keys())
         if missing:
             cache.update(zip(missing, embedder.encode_passages(missing, progress=progress)))
+        _record_embedder(chunked, set(missing), previous, f"{embedder.backend}-{embedder.precision}")
         added = [
             NewDocument(info, chunks, np.array([cache[c.index_text()] for c in chunks], np.float32).reshape(-1, embedder.dim))
             for info, chunks in chunked

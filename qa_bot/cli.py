@@ -69,7 +69,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             _print_json([info.__dict__ for info in documents])
         else:
             for info in documents:
-                print(f"{info.name}\t{info.size} bytes\t{plural(info.chunks, 'passage')}")
+                print(f"{info.name}\t{info.size} bytes\t{plural(info.chunks, 'passage')}\t{info.embedded_with or '?'}")
             store = bot.store
             print(f"{len(documents)} document(s), {plural(len(store.chunks), 'passage')}, model {store.model}")
         return 0

@@ -50,6 +50,9 @@ class DocumentInfo:
     chunks: int
     path: str = ""  # where it was read from, to tell same-named files apart
     added_at: float = field(default_factory=time.time)
+    # The runtime and precision that embedded its passages ("onnxruntime-int8"; "" in older indexes). All
+    # precisions of one model answer each other's queries (docs/architecture.md): this is provenance, not a lock.
+    embedded_with: str = ""
 
 
 @dataclass

@@ -28,6 +28,7 @@ class HashEmbedder:
     model_id = "test:hash-bigrams"
     dim = 64
     backend = "test"
+    precision = "f32"
 
     def __init__(self) -> None:
         self.calls: list[int] = []  # batch sizes seen by encode_passages

@@ -104,6 +104,6 @@ def test_records_load_without_faiss_or_a_model():
 def test_test_embedder_implements_the_protocol(hash_embedder):
     from qa_bot.embedding import Embedder
 
-    for member in ("model_id", "dim", "backend", "encode_passages", "encode_query"):
+    for member in ("model_id", "dim", "backend", "precision", "encode_passages", "encode_query"):
         assert hasattr(Embedder, member) or member in Embedder.__annotations__
         assert hasattr(hash_embedder, member)

@@ -30,9 +30,11 @@ def index_dir(tmp_path_factory):
     return index
 
 
-def test_list_retrieve_ask(index_dir):
+def test_list_retrieve_ask(index_dir, real_embedder):
     listing = run("index", "list", "--index", str(index_dir))
     assert listing.returncode == 0 and "cppcc-local-work-conference.txt" in listing.stdout
+    listed = json.loads(run("index", "list", "--index", str(index_dir), "--json").stdout)
+    assert [d["embedded_with"] for d in listed] == [f"{real_embedder.backend}-{real_embedder.precision}"]
     retrieved = json.loads(run("retrieve", "湖北省政協主席是誰？", "-k", "3", "--index", str(index_dir), "--json").stdout)
     assert len(retrieved) == 3 and "徐立全" in retrieved[0]["text"]
     answer = run("ask", "交流會在哪裡召開？", "--index", str(index_dir))

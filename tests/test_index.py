@@ -106,6 +106,23 @@ def test_rebuild_of_unchanged_corpus_embeds_nothing(fast_bot, hash_embedder):
     assert report.embedded == 0 and report.passages == len(fast_bot.store.chunks)
 
 
+def test_each_document_records_what_embedded_it(fast_bot, docs_dir, hash_embedder, monkeypatch):
+    """Another precision (another CPU class) embeds new passages; reused vectors keep their origin, on reload too."""
+    assert [d.embedded_with for d in fast_bot.documents()] == ["test-f32"]
+    monkeypatch.setattr(hash_embedder, "precision", "int8")
+    (docs_dir / "a.txt").write_text(NEW_DOC, encoding="utf-8")
+    fast_bot.update()
+    fast_bot.rebuild()  # nothing to embed: every vector reused
+    reloaded = QABot(index_dir=fast_bot.index_dir, embedder=hash_embedder, store=fast_bot.store_config)
+    assert {d.name: d.embedded_with for d in reloaded.documents()} == {
+        "a.txt": "test-int8", "cppcc-local-work-conference.txt": "test-f32"}
+    monkeypatch.setattr(hash_embedder, "precision", "bf16")
+    (docs_dir / "a.txt").write_text(NEW_DOC + "\n\n新增一段。", encoding="utf-8")  # a new passage: embedded now
+    fast_bot.update()
+    assert {d.name: d.embedded_with for d in fast_bot.documents()} == {
+        "a.txt": "test-bf16", "cppcc-local-work-conference.txt": "test-f32"}
+
+
 def test_missing_index_and_damaged_files_give_clear_errors(tmp_path, fast_bot, hash_embedder):
     with pytest.raises(IndexMissingError, match="qa-bot index build"):
         QABot(index_dir=tmp_path / "none", embedder=hash_embedder, store=fast_bot.store_config).documents()

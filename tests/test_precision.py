@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qa_bot.embedding import int8
-from qa_bot.embedding.precision import auto_precision, choose_precision, cpu_flags
+from qa_bot.embedding.precision import auto_precision, choose_precision, cpu_flags, use_onnxruntime
 
 AVX2 = {"avx2", "fma"}
 AVX512 = AVX2 | {"avx512f", "avx512_vnni"}
@@ -38,7 +38,8 @@ def test_auto_precision(flags: set[str], expected: str) -> None:
 @pytest.fixture
 def cpuinfo(tmp_path: Path) -> Path:
     path = tmp_path / "cpuinfo"
-    path.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 fma avx512f avx512_vnni avx512_bf16\n\n", "utf-8")
+    path.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 fma avx_vnni avx512f avx512_vnni avx512_bf16 avx512_fp16 "
+                    "amx_bf16 amx_tile amx_int8\n\n", "utf-8")  # a Sapphire Rapids Xeon's, in part
     return path
 
 
@@ -56,6 +57,8 @@ def test_onednn_cap_is_the_cpu_class(
     flags = cpu_flags(cpuinfo)
     assert {"sse4_1", "avx2", "fma"} <= flags
     assert auto_precision(flags) == precision
+    if cap == "AVX2":  # nothing above the cap is left to be shown or chosen by
+        assert flags == {"fpu", "sse4_1", "avx2", "fma"} and use_onnxruntime(flags)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +78,26 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch, env: dict, flags: set[str], 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert choose_precision(flags) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({}, AVX2, True),  # OpenVINO int8 is slow there and its f32 near the FMA peak: ONNX Runtime's int8
+        ({}, AVX2 | {"avx_vnni"}, False),
+        ({}, AVX512, False),
+        ({}, BF16, False),
+        ({}, {"sse4_1"}, False),
+        ({"QA_BOT_PRECISION": "f32"}, AVX2, False),  # a forced precision is OpenVINO's
+        ({"QA_BOT_BF16": "0"}, AVX2, False),
+    ],
+)
+def test_onnxruntime_on_avx2_only(monkeypatch: pytest.MonkeyPatch, env: dict, flags: set[str], expected: bool) -> None:
+    for name in ("QA_BOT_PRECISION", "QA_BOT_BF16"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert use_onnxruntime(flags) is expected
 
 
 def test_calibration_texts_are_prompted_passages_and_queries() -> None:

