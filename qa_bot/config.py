@@ -6,8 +6,8 @@
 | QA_BOT_LIBRARY | library | where uploads go (git-ignored); the default index reads it too |
 | QA_BOT_INDEX | embeddings | index folder (with Milvus: only the write lock) |
 | QA_BOT_MODEL | bundled e5-small | sentence-transformers model name or folder |
-| QA_BOT_BACKEND | auto | embedding runtime: auto (per CPU), onnxruntime, openvino or torch |
-| QA_BOT_PRECISION | by CPU | OpenVINO inference: bf16, int8 or f32 (default: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, else f32) |
+| QA_BOT_BACKEND | auto | embedding runtime: auto (ONNX Runtime int8 on AVX2-only CPUs, else OpenVINO), onnxruntime, openvino or torch |
+| QA_BOT_PRECISION | by CPU | OpenVINO inference: bf16, int8 or f32 (default: bf16 with native bf16, int8 with AVX-512 or AVX-VNNI, else f32); setting it selects OpenVINO on AVX2-only CPUs |
 | QA_BOT_BF16 | by CPU | 1/0: force bf16 inference on or off |
 | QA_BOT_CACHE | ~/.cache/qa-bot | converted and exported models |
 | QA_BOT_STORE | faiss | faiss or milvus |

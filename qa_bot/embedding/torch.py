@@ -48,7 +48,11 @@ class TorchEmbedder:
             dim = int(self.st.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)
         self.bf16 = device == "cpu" and native_bf16()
-        self.precision = "bf16" if self.bf16 else "f32"
+
+    @property
+    def precision(self) -> str:
+        """Follows ``bf16``, which callers may switch (the float32 reference runs in tests and benchmarks)."""
+        return "bf16" if self.bf16 else "f32"
 
     def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
         """One sentence-transformers batch."""
