@@ -156,12 +156,10 @@ def avx2_precisions(sample: int | None) -> None:
     for precision, make in embedders.items():
         embedder = make()
         results[precision] = {name: score_set(name, sample, embedder, f"-avx2-{precision}") for name in SETS}
-    write_result("fusion_avx2", {"sets": results})
-    print("| set | mode | " + " | ".join(results) + " |\n|---|---|" + "---|" * len(results))
-    for name in SETS:
-        for mode in ("dense", "fused"):
-            cells = [f"{r[name][mode]['recall@1']:.4f} / {r[name][mode]['recall@5']:.4f}" for r in results.values()]
-            print(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+    from bench.report import fusion_avx2_section
+
+    path = write_result("fusion_avx2", {"sets": results})
+    print("\n".join(fusion_avx2_section(json.loads(path.read_text(encoding="utf-8")))))
 
 
 def main() -> None:
