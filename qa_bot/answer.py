@@ -83,7 +83,7 @@ class Answer:
     quotes: list[Quote] = field(default_factory=list)
     language: str = "zh-hant"
     query: str = ""  # what was searched (the question, completed from history for follow-ups)
-    confidence: float = 0.0  # P(the quotes answer the question), calibrated for Chinese questions
+    confidence: float = 0.0  # P(the documents answer the question), calibrated for Chinese questions
     short: Quote | None = None  # the exact answer inside the first quote (a name, place, date, number)
 
     def highlights(self, n: int) -> list[tuple[int, int]]:
@@ -326,7 +326,8 @@ def _compose_hybrid(
     features = sentence_features(question, weights, passages, sentences)
     shares = model.ranker.shares(features)
     best = int(np.argmax(shares))
-    confidence = float(model.confidence.probability(confidence_features(features, shares, best, passages)))
+    signals = confidence_features(question, weights, features, shares, best, passages, PASSAGES_READ)
+    confidence = float(model.confidence.probability(signals))
     if confidence < model.found_threshold:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
     if ranker_quotes:

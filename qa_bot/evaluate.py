@@ -134,15 +134,14 @@ def _summarise(rows: list[dict]) -> dict:
 
 
 def _calibration_error(rows: list[dict], bins: int = 10) -> float | None:
-    """Expected calibration error of Answer.confidence against "the answer shown holds a gold answer",
-    over the answered questions (an unanswerable question answered counts as wrong)."""
-    shown = [r for r in rows if r["found"]]
-    if not shown:
+    """Expected calibration error of Answer.confidence against what it estimates, "the documents answer
+    this question" (the question has gold answers), over every question asked."""
+    if not rows:
         return None
-    confidence = np.asarray([r["confidence"] for r in shown])
-    right = np.asarray([bool(r.get("answer_hit")) for r in shown])
+    confidence = np.asarray([r["confidence"] for r in rows])
+    answerable = np.asarray([r["answerable"] for r in rows], dtype=float)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    error = sum(abs(confidence[which == b].mean() - right[which == b].mean()) * (which == b).mean()
+    error = sum(abs(confidence[which == b].mean() - answerable[which == b].mean()) * (which == b).mean()
                 for b in range(bins) if (which == b).any())
     return round(float(error), 4)
 

@@ -41,10 +41,11 @@ def test_seed_questions_answer_hit_and_exact_quotes(seed_bot):
         answer = seed_bot.ask(item["question"])
         assert_exact_citations(answer, seed_bot.store)
         hits += answer.found and any(squash(a) in squash(answer.text) for a in item["answers"])
-    # Measured 2026-11-29 with the hybrid answer layer, its threshold at the found >= 0.95 bar and the
-    # coverage fusion: 68 of 77 (0.883; the learned confidence refuses 6 answerable ones, the hand-set
-    # picker 3; bench/results/answer_model.json, "seed").
-    assert hits >= len(SEED_QUESTIONS) - 9, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
+    # Measured 2026-12-03 with the confidence trained on "the documents answer this" (near-topic and off-topic
+    # negatives): 66 of 77 (0.857; 8 answerable ones refused, the hand-set picker 3), against 68 with the
+    # earlier confidence, which refused 4 of the 11 near-topic seed questions where this one refuses 6
+    # (bench/results/answer_model.json, "seed").
+    assert hits >= len(SEED_QUESTIONS) - 12, f"answer-hit {hits}/{len(SEED_QUESTIONS)}"
 
 
 @pytest.mark.slow
