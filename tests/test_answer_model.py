@@ -140,3 +140,14 @@ def test_hybrid_found_follows_the_confidence_and_quotes_the_hand_set_choice(seed
             assert texts == [q.text for q in old.quotes], question
             compared += 1
     assert compared >= len(chinese) // 2
+
+
+def test_calibration_error_is_measured_against_answerable():
+    """qa-bot eval's ECE compares the confidence with "the documents answer the question"."""
+    from qa_bot.evaluate import _calibration_error
+
+    rows = [{"confidence": 0.95, "answerable": True}, {"confidence": 0.95, "answerable": True},
+            {"confidence": 0.05, "answerable": False}, {"confidence": 0.05, "answerable": True}]
+    # Bin 9: 0.95 vs 1.0 (half the rows); bin 0: 0.05 vs 0.5 (the other half).
+    assert _calibration_error(rows) == pytest.approx(0.5 * 0.05 + 0.5 * 0.45)
+    assert _calibration_error([]) is None
