@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg calibration browser clean train
+.PHONY: run test lint bench bench-quick bench-sweeps fusion-model hardneg calibration browser clean train reader
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ calibration: $(VENV)/.installed
 # also writes bench/results/answer_model.json and docs/answer-confidence.png (~10 minutes here).
 train: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_answer.py
+
+# The passage reader's adapter (qa_bot/reader_model.npz) from the same data and splits, deterministic
+# (seed 0, 2 threads); also writes bench/results/reader.json (~30 minutes here). Run `make train` after it:
+# the answer model reads the reader's output.
+reader: $(VENV)/.bench-installed
+	$(BIN)/python bench/train_reader.py
 
 # Design sweeps behind docs/architecture.md (fusion methods, BM25 tokenisations).
 bench-sweeps: $(VENV)/.bench-installed

@@ -23,6 +23,7 @@ from .answer_model import (
     sentence_features,
 )
 from .crosslingual import MIN_TERMS_FOUND, terms_found
+from .reader import Reading, load_reader
 from .records import Passage
 from .short_answer import SpanChoice, best_span
 from .stores.bm25 import idf
@@ -308,29 +309,29 @@ def _compose_hybrid(
     question: str, query: str, passages: list[Passage], store: Store, picker: SentencePicker, weights: Counter,
     model: AnswerModel, settings: AnswerSettings, ranker_quotes: bool = False,
 ) -> Answer:
-    """The learned confidence decides found or refused; the hand-set score picks the quotes.
+    """The learned confidence decides found or refused; the quotes are the ranker's or the hand-set score's.
 
-    The learned ranker picked the answer sentence no better than the hand-set score and lost
-    answer-hit by quoting fewer sentences (docs/quality.md), so at run time its sentence shares
-    only feed the confidence features and the short-answer span scorer. The quotes are the hand-set
-    picker's (best sentence, up to MAX_QUOTES within keep_ratio; that rule beat the ranker-share
-    rule on validation), without its relevance thresholds: the confidence replaces them.
-    ranker_quotes=True quotes the ranker's top sentence (and the runner-up from
-    second_quote_share) instead: the learned layer, for the benchmark only.
+    The passage reader reads the top passage once; its start / end probabilities per sentence feed
+    the ranker and its "no answer" the confidence. ``model.ranker_quotes`` (chosen on validation by
+    answer-hit) quotes the ranker's top sentence and the runner-up from second_quote_share; else
+    the hand-set picker's (best sentence, up to MAX_QUOTES within keep_ratio), without its relevance
+    thresholds: the confidence replaces them. ranker_quotes=True forces the ranker's quotes (the
+    benchmark's "learned" layer).
     """
     language = script_of(question)
     sentences = candidate_sentences(passages)
     candidates = _score_by_hand(passages, picker, weights, None, settings, settings.min_quote_chars)
     if not sentences or not candidates:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    features = sentence_features(question, weights, passages, sentences)
+    reading = load_reader().read(question, passages[0].text)
+    features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
     best = int(np.argmax(shares))
-    signals = confidence_features(question, weights, features, shares, best, passages, PASSAGES_READ)
+    signals = confidence_features(question, weights, features, shares, best, passages, PASSAGES_READ, reading)
     confidence = float(model.confidence.probability(signals))
     if confidence < model.found_threshold:
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=confidence)
-    if ranker_quotes:
+    if ranker_quotes or model.ranker_quotes:
         order = np.argsort(-shares)
         chosen = [_Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, 0.0)
                   for n, k in enumerate(order[:2]) if n == 0 or shares[k] >= model.second_quote_share]
@@ -342,7 +343,9 @@ def _compose_hybrid(
     answer = _assemble(question, query, passages, store, chosen, confidence)
     text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]
     first = next(q for q in answer.quotes if q.text == text)  # the best quote (quotes are unique)
-    answer.short = _short_answer(first, best_span(model.span, question, first.text), answer.citations[first.citation - 1], store, model, confidence)
+    passage = answer.citations[first.citation - 1]
+    answer.short = _reader_short(first, reading, passage is passages[0], passage, store, model, confidence) or _short_answer(
+        first, best_span(model.span, question, first.text), passage, store, model, confidence)
     return answer
 
 
@@ -357,19 +360,35 @@ def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
     return sentences
 
 
+def _reader_short(
+    quote: Quote, reading: Reading, read: bool, passage: Passage, store: Store, model: AnswerModel, confidence: float
+) -> Quote | None:
+    """The reader's best span, when the best quote is from the passage it read and holds the span, and
+    P(span) x the answer's confidence clears the threshold chosen on validation (bench/train_answer.py)."""
+    start, end, probability = reading.best()
+    span = passage.text[start:end]
+    start, end = start + len(span) - len(span.lstrip()), end - len(span) + len(span.rstrip())  # tokens may carry a space
+    inside = read and quote.passage_start <= start < end <= quote.passage_end
+    if not inside or probability * confidence < model.reader_span_threshold:
+        return None
+    return _span_quote(quote, passage, store, start, end, probability * confidence)
+
+
 def _short_answer(
     quote: Quote, choice: SpanChoice | None, passage: Passage, store: Store, model: AnswerModel, confidence: float
 ) -> Quote | None:
-    """The best span of the best quoted sentence, if its share x the answer's confidence clears the
-    threshold chosen on validation (bench/train_answer.py)."""
+    """The span scorer's best span of the best quoted sentence, if its share x the answer's confidence
+    clears the threshold chosen on validation (bench/train_answer.py)."""
     if choice is None or choice.share * confidence < model.span_threshold:
         return None
+    start = quote.passage_start + choice.start
+    return _span_quote(quote, passage, store, start, quote.passage_start + choice.end, choice.share * confidence)
+
+
+def _span_quote(quote: Quote, passage: Passage, store: Store, start: int, end: int, score: float) -> Quote:
+    """Characters start..end of the quote's passage as a Quote with offsets into the original document."""
     chunk = store.chunks[passage.chunk_id]
-    start, end = quote.passage_start + choice.start, quote.passage_start + choice.end
-    return Quote(
-        passage.text[start:end], quote.citation, start, end, chunk.original_offset(start),
-        chunk.original_offset(end - 1) + 1, choice.share * confidence,
-    )
+    return Quote(passage.text[start:end], quote.citation, start, end, chunk.original_offset(start), chunk.original_offset(end - 1) + 1, score)
 
 
 def _pick_by_hand(

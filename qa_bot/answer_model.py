@@ -6,11 +6,13 @@ here with numpy, so scikit-learn stays a training-only dependency:
 
 - the sentence ranker (trained listwise: a softmax over one question's sentences) scores every
   sentence of the top passages (word overlap, where the
-  question's words sit, sentence role, passage score, whether it holds the kind of thing asked);
-  at run time its shares only feed the confidence and the span scorer: the quotes are chosen
-  by the hand-set score (qa_bot.answer._compose_hybrid);
-- the confidence model turns the best sentence's features and how much of the question the passages
-  hold into P(the documents answer the question), trained with near-topic and off-topic negatives;
+  question's words sit, sentence role, passage score, whether it holds the kind of thing asked,
+  and the passage reader's (qa_bot.reader) probability that the answer starts / ends in it);
+  whether its sentences or the hand-set score's are quoted is chosen on validation
+  (``ranker_quotes``, qa_bot.answer._compose_hybrid);
+- the confidence model turns the best sentence's features, how much of the question the passages
+  hold and the reader's "no answer in the top passage" into P(the documents answer the question),
+  trained with near-topic and off-topic negatives;
 - the span scorer (qa_bot.short_answer) picks the short answer, a run of characters inside the
   chosen sentence; its character vocabularies are stored with it.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .reader import Reading
 from .textnorm import to_simplified, to_simplified_aligned, tokenize
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
@@ -102,8 +105,10 @@ def sentence_features(
     weights: Counter,
     passages: list,
     sentences: list[Sentence],
+    reading: Reading,
 ) -> np.ndarray:
-    """One row of ranker features per sentence (see FEATURE_NAMES)."""
+    """One row of ranker features per sentence (see FEATURE_NAMES); ``reading``: the reader's view of
+    the top passage (its other passages' sentences get no reader share)."""
     simplified_q = to_simplified(question)
     qtype = question_type(question)
     words = content_words(question)
@@ -145,6 +150,7 @@ def sentence_features(
                 passage.score - passages[0].score,  # fused scores are z-scores: a ratio breaks at 0
                 passage.similarity,
                 passage.similarity - top_similarity,
+                *(reading.shares(s.start, s.end) if s.rank == 0 else (0.0, 0.0)),
             ]
         )
     return np.asarray(rows, dtype=np.float64).reshape(len(sentences), len(FEATURE_NAMES))
@@ -154,6 +160,7 @@ FEATURE_NAMES = (
     "overlap", "window_overlap", "word_share", "longest_common", "typed_entity", "type_missing", "any_entity",
     "log_novel_chars", "log_length", "short", "first", "relative_position", "heading", "opening_reporting",
     "credit_line", "passage_1", "passage_2", "passage_score_gap", "passage_similarity", "similarity_gap",
+    "reader_start", "reader_end",
 )  # fmt: skip
 
 
@@ -230,6 +237,8 @@ class AnswerModel:
     found_threshold: float
     span_threshold: float  # on the best span's share x the answer's confidence
     second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
+    ranker_quotes: bool = False  # quote the ranker's sentences, not the hand-set score's (chosen on validation)
+    reader_span_threshold: float = 2.0  # on the reader's P(span) x the answer's confidence (2: never)
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
@@ -237,6 +246,7 @@ class AnswerModel:
         return cls(
             Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), SpanModel.from_dict(data["span"]),
             float(data["found_threshold"]), float(data["span_threshold"]), float(data["second_quote_share"]),
+            bool(data["ranker_quotes"]), float(data["reader_span_threshold"]),
         )
 
 
@@ -246,11 +256,13 @@ def default_model() -> AnswerModel:
 
 
 def confidence_features(
-    question: str, weights: Counter, features: np.ndarray, shares: np.ndarray, best: int, passages: list, read: int
+    question: str, weights: Counter, features: np.ndarray, shares: np.ndarray, best: int, passages: list, read: int,
+    reading: Reading,
 ) -> np.ndarray:
     """What the confidence model reads: the best sentence's features but CORPUS_SCALED, its share and the
-    runner-up's, the best overlaps of any sentence, and how much of the question the first `read`
-    passages hold at all (question_coverage)."""
+    runner-up's, the best overlaps of any sentence, how much of the question the first `read`
+    passages hold at all (question_coverage), and the reader's P(no answer in the top passage) and
+    P(its best span)."""
     second = np.sort(shares)[-2] if len(shares) > 1 else 0.0
     lexical = np.delete(features[best], [FEATURE_NAMES.index(n) for n in CORPUS_SCALED])
     return np.concatenate(
@@ -258,6 +270,7 @@ def confidence_features(
             lexical,
             [shares[best], second, features[:, 0].max(), features[:, 2].max()],
             question_coverage(question, weights, passages, read),
+            [reading.no_answer, reading.best()[2]],
         ]
     )
 

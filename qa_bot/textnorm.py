@@ -32,6 +32,11 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text)
 
 
+def to_traditional(text: str) -> str:
+    """Simplified -> Traditional (the reader's training data in the other script)."""
+    return _s2t().convert(text)
+
+
 def to_simplified_aligned(text: str) -> str:
     """Simplified text of the same length, so offsets into it index the original too (a phrase
     conversion that changes the length falls back to converting character by character)."""

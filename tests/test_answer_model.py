@@ -118,28 +118,37 @@ def test_seed_offtopic_refused_and_short_answers_exact(seed_bot):
 
 
 @pytest.mark.slow
-def test_hybrid_found_follows_the_confidence_and_quotes_the_hand_set_choice(seed_bot):
-    """What ships: refusal by the learned confidence; the quotes are the hand-set picker's (no duplicates)."""
+def test_hybrid_found_follows_the_confidence_and_quotes_follow_the_chosen_rule(seed_bot):
+    """What ships: refusal by the learned confidence; the quotes are the hand-set picker's with
+    ranker_quotes off, and open with the ranker's best sentence with it on (no duplicates either way)."""
+    import dataclasses
+
     from test_answer import SEED_QUESTIONS
 
     from qa_bot.answer import compose
     from qa_bot.textnorm import has_cjk
 
-    threshold = AnswerModel.load().found_threshold
-    compared = 0
+    shipped = AnswerModel.load()
+    rules = {rule: dataclasses.replace(shipped, ranker_quotes=rule) for rule in (False, True)}
+    compared = differ = 0
     chinese = [item for item in SEED_QUESTIONS if has_cjk(item["question"])]  # the hybrid's questions
+    picker = seed_bot._picker_for(seed_bot.store)
     for item in chinese:
         question = item["question"]
         answer = seed_bot.ask(question)
-        assert answer.found == (answer.confidence >= threshold), question
-        texts = [q.text for q in answer.quotes]
-        assert len(texts) == len(set(texts))
+        assert answer.found == (answer.confidence >= shipped.found_threshold), question
         passages = seed_bot.retrieve(question, k=5)
-        old = compose(question, question, passages, seed_bot.store, seed_bot._picker_for(seed_bot.store), layer="old")
-        if answer.found and old.found and all(len(q.text) >= 6 for q in old.quotes):  # the hybrid skips lone credits
-            assert texts == [q.text for q in old.quotes], question
+        hand, ranker = (compose(question, question, passages, seed_bot.store, picker, model=rules[r]) for r in (False, True))
+        expected = ranker if shipped.ranker_quotes else hand
+        assert [q.text for q in answer.quotes] == [q.text for q in expected.quotes], question
+        for texts in ([q.text for q in hand.quotes], [q.text for q in ranker.quotes]):
+            assert len(texts) == len(set(texts))
+        old = compose(question, question, passages, seed_bot.store, picker, layer="old")
+        if hand.found and old.found and all(len(q.text) >= 6 for q in old.quotes):  # the hybrid skips lone credits
+            assert [q.text for q in hand.quotes] == [q.text for q in old.quotes], question
             compared += 1
-    assert compared >= len(chinese) // 2
+        differ += ranker.found and [q.text for q in ranker.quotes] != [q.text for q in hand.quotes]
+    assert compared >= len(chinese) // 2 and differ > 0
 
 
 def test_calibration_error_is_measured_against_answerable():

