@@ -385,26 +385,24 @@ def train_span(items: list[dict]) -> tuple[SpanModel, dict]:
                                          "span_train_sentences": len(groups)}
 
 
-def _shown_shorts(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> dict[str, tuple[float, bool]]:
-    """Per question id: the shipped layer's short answer's score and whether it is exactly a gold answer
-    (through compose(), as at run time), for the questions that get one."""
+def _validation_answers(bots: dict[str, QABot], pairs: list, model: AnswerModel):
+    """(item, answer) for each question, the shipped layer run through compose() as at run time."""
     pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
-    shown = {}
     for item, row in pairs:
-        answer = compose(item["question"], item["question"], row["passages"], bots[item["index"]].store,
-                         pickers[item["index"]], model=model)
-        if answer.short is not None:
-            shown[item["id"]] = (answer.short.score, exact(answer.short.text, item["answers"]))
-    return shown
+        yield item, compose(item["question"], item["question"], row["passages"], bots[item["index"]].store,
+                            pickers[item["index"]], model=model)
+
+
+def _shown_shorts(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> dict[str, tuple[float, bool]]:
+    """Per question id that gets a short answer: its score and whether it is exactly a gold answer."""
+    return {item["id"]: (answer.short.score, exact(answer.short.text, item["answers"]))
+            for item, answer in _validation_answers(bots, pairs, model) if answer.short is not None}
 
 
 def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> float:
     """Answer-hit of the shipped layer on answerable questions, the mean over the two corpora."""
-    pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     hits: dict[str, list[bool]] = {}
-    for item, row in pairs:
-        answer = compose(item["question"], item["question"], row["passages"], bots[item["index"]].store,
-                         pickers[item["index"]], model=model)
+    for item, answer in _validation_answers(bots, pairs, model):
         hits.setdefault(item["corpus"], []).append(answer.found and holds(answer.text, item["answers"]))
     return float(np.mean([np.mean(h) for h in hits.values()]))
 

@@ -152,7 +152,7 @@ def predict(network, rows: list[dict], pad: int, bf16: bool) -> list[tuple[int, 
             logits = network(ids, mask).float().numpy()
             for k, i in enumerate(chosen):
                 reading = reading_of(logits[k, : len(rows[i]["ids"])].astype(np.float64), rows[i]["offsets"])
-                out[i] = (*reading.best(), reading.no_answer)
+                out[i] = (*reading.best, reading.no_answer)
     return out
 
 

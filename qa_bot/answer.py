@@ -365,7 +365,7 @@ def _reader_short(
 ) -> Quote | None:
     """The reader's best span, when the best quote is from the passage it read and holds the span, and
     P(span) x the answer's confidence clears the threshold chosen on validation (bench/train_answer.py)."""
-    start, end, probability = reading.best()
+    start, end, probability = reading.best
     span = passage.text[start:end]
     start, end = start + len(span) - len(span.lstrip()), end - len(span) + len(span.rstrip())  # tokens may carry a space
     inside = read and quote.passage_start <= start < end <= quote.passage_end

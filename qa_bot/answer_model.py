@@ -270,7 +270,7 @@ def confidence_features(
             lexical,
             [shares[best], second, features[:, 0].max(), features[:, 2].max()],
             question_coverage(question, weights, passages, read),
-            [reading.no_answer, reading.best()[2]],
+            [reading.no_answer, reading.best[2]],
         ]
     )
 

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,10 @@ class Reading:
     def no_answer(self) -> float:
         return float(self.starts[0] * self.ends[0])
 
+    @cached_property
     def best(self) -> tuple[int, int, float]:
-        """The most probable span: character offsets into the passage and P(start) x P(end)."""
+        """The most probable span: character offsets into the passage and P(start) x P(end) (computed once:
+        the confidence and the short answer both ask)."""
         i, j = best_span(np.log(self.starts + 1e-12), np.log(self.ends + 1e-12), self.offsets)
         return self.offsets[i][0], self.offsets[j][1], float(self.starts[i] * self.ends[j])
 

@@ -32,7 +32,7 @@ def test_reading_probabilities_cover_cls_and_passage_only():
     offsets = [(0, 0), (0, 0), (0, 2), (2, 5)]
     reading = reading_of(np.array([[0.0, 0.0], [50.0, 50.0], [1.0, 0.0], [0.0, 1.0]]), offsets)
     assert reading.starts[1] == 0 and reading.starts.sum() == pytest.approx(1.0)
-    assert reading.best() == (0, 5, pytest.approx(reading.starts[2] * reading.ends[3]))
+    assert reading.best == (0, 5, pytest.approx(reading.starts[2] * reading.ends[3]))
     assert reading.shares(0, 2) == (pytest.approx(reading.starts[2]), pytest.approx(reading.ends[2]))
     assert reading.no_answer == pytest.approx(reading.starts[0] * reading.ends[0])
 
@@ -74,13 +74,13 @@ def test_shipped_reader_points_at_the_answer_and_doubts_an_unrelated_question():
 
     reader = load_reader()
     where = reader.read("交流會在哪裡召開？", SEED_PASSAGE)
-    start, end, probability = where.best()
+    start, end, probability = where.best
     assert "北京" in SEED_PASSAGE[start:end] and len(SEED_PASSAGE[start:end]) <= 12
     unrelated = reader.read("推薦一個義大利麵食譜", SEED_PASSAGE)
     assert unrelated.no_answer > where.no_answer
     # The question in the other script reads the same passage alike.
     simplified = reader.read("交流会在哪里召开？", SEED_PASSAGE)
-    assert "北京" in SEED_PASSAGE[slice(*simplified.best()[:2])]
+    assert "北京" in SEED_PASSAGE[slice(*simplified.best[:2])]
 
 
 @pytest.mark.slow
@@ -97,7 +97,7 @@ def test_openvino_export_matches_the_torch_reader():
         logits = merged_network(resolve_model(None), load_state(MODEL_FILE))(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
     expected = reading_of(logits[0].double().numpy(), offsets)
     got = reader.read(question, SEED_PASSAGE)
-    assert got.best()[:2] == expected.best()[:2]
+    assert got.best[:2] == expected.best[:2]
     assert abs(got.no_answer - expected.no_answer) < 0.05
 
 
