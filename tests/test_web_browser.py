@@ -134,8 +134,11 @@ def upload(page, *paths: Path) -> str:
     script = f"() => Array.from(document.querySelectorAll('{result}')).map(e => e.innerText).join('\\n')"
     before = page.evaluate(script)
     page.set_input_files("#qa-upload input[type=file]", [str(p) for p in paths])
-    for path in paths:  # Gradio uploads the file to the server before it lists it: slow on a busy machine
-        page.locator("#qa-upload").get_by_text(path.name).first.wait_for(timeout=ANSWER_TIMEOUT)
+    # Gradio uploads the files to the server before it lists them: slow on a busy machine. A listed name is two
+    # elements (stem, extension) that the layout may wrap apart, so the list's text is read without whitespace.
+    listed = "names => { const list = document.querySelector('#qa-upload .file-preview'); " \
+             "return !!list && names.every(n => list.textContent.replace(/\\s+/g, '').includes(n)); }"
+    page.wait_for_function(listed, arg=[p.name for p in paths], timeout=ANSWER_TIMEOUT)
     page.click("#qa-add")
     page.wait_for_function(f"before => {{ const now = ({script})(); return now && now !== before; }}", arg=before,
                            timeout=ANSWER_TIMEOUT)
