@@ -184,7 +184,7 @@ def validate(network, rows: list[dict], pad: int, bf16: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the training examples (both scripts)")
+    parser.add_argument("--epochs", type=float, default=2.0, help="passes over the training examples (both scripts)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--limit", type=int, default=0, help="first N training examples only (a smoke test)")
     parser.add_argument("--out", type=Path, default=MODEL_FILE)
