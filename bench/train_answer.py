@@ -163,9 +163,9 @@ def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
 
 
 def read_all(items: list[dict], passages: list[list]) -> list:
-    """The reader's view of every question's top passage, cached by the passages and the reader's weights."""
+    """The reader's view of every question's top passage, cached by the passages and the reader's weights and code."""
     key = hashlib.sha1(pickle.dumps([(i["question"], p[0].text if p else "") for i, p in zip(items, passages)])
-                       + READER_FILE.read_bytes()).hexdigest()
+                       + READER_FILE.read_bytes() + (ROOT / "qa_bot" / "reader.py").read_bytes()).hexdigest()
     path = CACHE / f"readings-{key[:16]}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .textnorm import script_of, to_simplified, to_traditional
+
 log = logging.getLogger(__name__)
 
 MODEL_FILE = Path(__file__).with_name("reader_model.npz")
@@ -169,6 +171,17 @@ def encode(tokenizer: Any, question: str, passage: str) -> tuple[list[int], list
     return encoded["input_ids"], offsets
 
 
+def in_script_of(passage: str, question: str) -> str:
+    """The question in the passage's script: the reader learnt question and passage in one script, and a
+    Simplified question over a Traditional passage reads "no answer" far more often (validation, docs/quality.md)."""
+    asked, written = script_of(question), script_of(passage)
+    if asked == "zh-hans" and written == "zh-hant":
+        return to_traditional(question)
+    if asked == "zh-hant" and written == "zh-hans":
+        return to_simplified(question)
+    return question
+
+
 def best_span(starts: np.ndarray, ends: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[int, int]:
     """The passage-token span (start <= end < start + MAX_SPAN_TOKENS) with the highest start + end score."""
     usable = np.array([b > a for a, b in offsets])
@@ -201,7 +214,7 @@ class PassageReader:
         self._lock = threading.Lock()
 
     def read(self, question: str, passage: str) -> Reading:
-        ids, offsets = encode(self.tokenizer, question, passage)
+        ids, offsets = encode(self.tokenizer, in_script_of(passage, question), passage)
         inputs = [np.asarray([ids], dtype=np.int64), np.ones((1, len(ids)), dtype=np.int64)]
         with self._lock:
             logits = np.array(self._request.infer(inputs)[0], dtype=np.float64, copy=True)
