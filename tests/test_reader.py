@@ -167,6 +167,17 @@ def test_training_examples_keep_their_answer_span_in_the_other_script():
     assert locate(passage, ["高雄"]) is None
 
 
+def test_validation_asks_in_the_other_script_and_reads_as_shipped():
+    from bench.train_reader import asked_in_other_script
+
+    examples = [{"question": "臺灣的首都是哪裡？", "passage": "臺灣的首都是臺北。", "span": (6, 8), "item": {"corpus": "drcd"}},
+                {"question": "台湾的首都是哪里？", "passage": "台湾的首都是台北。", "span": (6, 8), "item": {"corpus": "cmrc"}}]
+    asked = asked_in_other_script(examples, as_shipped=False)
+    assert [e["question"] for e in asked] == ["台湾的首都是哪里？", "臺灣的首都是哪裏？"]  # OpenCC's s2t: 裏
+    assert [e["passage"] for e in asked] == [e["passage"] for e in examples]
+    assert [e["question"] for e in asked_in_other_script(examples, as_shipped=True)] == ["臺灣的首都是哪裏？", "台湾的首都是哪里？"]
+
+
 @pytest.mark.slow
 def test_training_labels_point_at_the_answer_tokens():
     from transformers import AutoTokenizer
