@@ -675,8 +675,10 @@ def main() -> None:
     bots, items = question_sets()
     passages = retrieve_all(bots, items)
     rows = featurise(bots, items, passages)
-    if args.evaluate:
-        model, chosen = AnswerModel.load(), {}
+    if args.evaluate:  # the choices made when the committed model was trained are kept from its results file
+        previous = RESULTS / "answer_model.json"
+        chosen = json.loads(previous.read_text(encoding="utf-8"))["model"] if previous.exists() else {}
+        model = AnswerModel.load()
     else:
         model, chosen = train(bots, items, rows)
         save(model)
@@ -684,8 +686,8 @@ def main() -> None:
     results = {
         "command": "python bench/train_answer.py" + (" --evaluate" if args.evaluate else ""),
         "splits": {s: sum(i["split"] == s for i in items) for s in ("train", "validation", "report")},
-        "model": {"found_threshold": model.found_threshold, "span_threshold": model.span_threshold,
-                  "reader_span_threshold": model.reader_span_threshold, **chosen},
+        "model": {**chosen, "found_threshold": model.found_threshold, "span_threshold": model.span_threshold,
+                  "reader_span_threshold": model.reader_span_threshold},
         "report": evaluate(bots, items, model, "report"),
         "validation": evaluate(bots, items, model, "validation"),
         "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qa_bot import QABot
-from qa_bot.answer_model import MODEL_FILE, AnswerModel, Logistic, question_coverage, question_type
+from qa_bot.answer_model import MODEL_FILE, AnswerModel, Logistic, log_odds, question_coverage, question_type
 from qa_bot.records import Passage
 
 MARATHON = """白水鎮馬拉松
@@ -30,6 +30,12 @@ def test_listwise_shares_sum_to_one():
     scorer = Logistic(np.zeros(2), np.ones(2), np.array([1.0, -1.0]), 0.0)
     shares = scorer.shares(np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
     assert shares.sum() == pytest.approx(1.0) and int(np.argmax(shares)) == 0
+
+
+def test_reader_probabilities_enter_the_confidence_as_finite_log_odds():
+    assert log_odds(0.5) == pytest.approx(0.0) and log_odds(0.2) == pytest.approx(-log_odds(0.8))
+    assert log_odds(0.9994) - log_odds(0.94) > 4  # far apart on the scale the logistic regression is linear in
+    assert -10 < log_odds(0.0) < log_odds(1e-3) and log_odds(1.0) < 10
 
 
 def test_question_types():
