@@ -105,6 +105,16 @@ def test_short_answer_offsets_point_into_the_document(marathon_bot):
 
 
 @pytest.mark.slow
+def test_a_simplified_question_about_the_traditional_article_is_answered_like_the_traditional_one(seed_bot):
+    """Refused until the reader read questions in the passage's script: asked in Simplified, it read
+    P(no answer) 0.94 over the very passage that holds 60%."""
+    simplified = seed_bot.ask("福建要求调研人员中委员的比例至少要达到多少？")
+    traditional = seed_bot.ask("福建要求調研人員中委員的比例至少要達到多少？")
+    assert simplified.found and "60%" in simplified.text
+    assert simplified.confidence == pytest.approx(traditional.confidence, abs=0.05)
+
+
+@pytest.mark.slow
 def test_seed_offtopic_refused_and_short_answers_exact(seed_bot):
     """Seed article (never trained on): every clearly off-topic question refused; short answers exact."""
     from test_answer import OFFTOPIC, SEED_QUESTIONS
