@@ -97,9 +97,14 @@ def dropped_drcd_examples(rng: np.random.Generator) -> list[dict]:
     return examples
 
 
+def to_other_script(example: dict):
+    """The OpenCC conversion into the other script than the example's corpus is written in."""
+    return to_traditional if example["item"]["corpus"] == "cmrc" else to_simplified
+
+
 def other_script(example: dict) -> dict | None:
     """The example in the other script (Traditional <-> Simplified), its span found again."""
-    convert = to_traditional if example["item"]["corpus"] == "cmrc" else to_simplified
+    convert = to_other_script(example)
     passage = convert(example["passage"])
     span = None
     if example["span"]:
@@ -115,7 +120,7 @@ def asked_in_other_script(examples: list[dict], as_shipped: bool) -> list[dict]:
     PassageReader.read does before reading."""
     asked = []
     for example in examples:
-        question = (to_traditional if example["item"]["corpus"] == "cmrc" else to_simplified)(example["question"])
+        question = to_other_script(example)(example["question"])
         asked.append({**example, "question": in_script_of(example["passage"], question) if as_shipped else question})
     return asked
 

@@ -173,7 +173,8 @@ def encode(tokenizer: Any, question: str, passage: str) -> tuple[list[int], list
 
 def in_script_of(passage: str, question: str) -> str:
     """The question in the passage's script: the reader learnt question and passage in one script, and a
-    Simplified question over a Traditional passage reads "no answer" far more often (validation, docs/quality.md)."""
+    Simplified question over a Traditional passage reads "no answer" far more often (validation:
+    docs/architecture.md, "The question in the passage's script")."""
     asked, written = script_of(question), script_of(passage)
     if asked == "zh-hans" and written == "zh-hant":
         return to_traditional(question)
