@@ -18,14 +18,16 @@ import numpy as np
 from .answer_model import (
     AnswerModel,
     Sentence,
+    SpanModel,
     confidence_features,
     default_model,
     sentence_features,
+    short_features,
 )
 from .crosslingual import MIN_TERMS_FOUND, terms_found
 from .reader import Reading, load_reader
 from .records import Passage
-from .short_answer import SpanChoice, best_span
+from .short_answer import best_span
 from .stores.bm25 import idf
 from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
 
@@ -85,7 +87,7 @@ class Answer:
     language: str = "zh-hant"
     query: str = ""  # what was searched (the question, completed from history for follow-ups)
     confidence: float = 0.0  # P(the documents answer the question), calibrated for Chinese questions
-    short: Quote | None = None  # the exact answer inside the first quote (a name, place, date, number)
+    short: Quote | None = None  # the exact answer inside the best quote (a name, place, date, number)
 
     def highlights(self, n: int) -> list[tuple[int, int]]:
         """The (start, end) ranges of citations[n-1].text quoted in the answer."""
@@ -341,11 +343,13 @@ def _compose_hybrid(
     for c in chosen:  # a quote's score is its ranker share
         c.score = share[c.citation, c.start]
     answer = _assemble(question, query, passages, store, chosen, confidence)
-    text = passages[chosen[0].citation - 1].text[chosen[0].start : chosen[0].end]
-    first = next(q for q in answer.quotes if q.text == text)  # the best quote (quotes are unique)
+    first = best_quote(answer)
     passage = answer.citations[first.citation - 1]
-    answer.short = _reader_short(first, reading, passage is passages[0], passage, store, model, confidence) or _short_answer(
-        first, best_span(model.span, question, first.text), passage, store, model, confidence)
+    candidate = short_candidate(question, first, reading, passage is passages[0], passage, model.span, confidence)
+    if candidate:
+        start, end, features = candidate
+        exact = float(model.short_gate.probability(features))
+        answer.short = _span_quote(first, passage, store, start, end, exact) if exact >= model.short_threshold else None
     return answer
 
 
@@ -360,29 +364,29 @@ def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
     return sentences
 
 
-def _reader_short(
-    quote: Quote, reading: Reading, read: bool, passage: Passage, store: Store, model: AnswerModel, confidence: float
-) -> Quote | None:
-    """The reader's best span, when the best quote is from the passage it read and holds the span, and
-    P(span) x the answer's confidence clears the threshold chosen on validation (bench/train_answer.py)."""
+def best_quote(answer: Answer) -> Quote:
+    """The quote the ranker rates highest: where the short answer is looked for."""
+    return max(answer.quotes, key=lambda q: q.score)
+
+
+def short_candidate(
+    question: str, quote: Quote, reading: Reading, read: bool, passage: Passage, span_model: SpanModel, confidence: float
+) -> tuple[int, int, np.ndarray] | None:
+    """The proposed short answer inside the best quote, as offsets into its passage, with the gate's features:
+    the reader's best span when the quote is from the passage it read and holds the span, else the span
+    scorer's best span of the quote; None when there is none."""
+    choice = best_span(span_model, question, quote.text)
     start, end, probability = reading.best
     span = passage.text[start:end]
     start, end = start + len(span) - len(span.lstrip()), end - len(span) + len(span.rstrip())  # tokens may carry a space
-    inside = read and quote.passage_start <= start < end <= quote.passage_end
-    if not inside or probability * confidence < model.reader_span_threshold:
-        return None
-    return _span_quote(quote, passage, store, start, end, probability * confidence)
-
-
-def _short_answer(
-    quote: Quote, choice: SpanChoice | None, passage: Passage, store: Store, model: AnswerModel, confidence: float
-) -> Quote | None:
-    """The span scorer's best span of the best quoted sentence, if its share x the answer's confidence
-    clears the threshold chosen on validation (bench/train_answer.py)."""
-    if choice is None or choice.share * confidence < model.span_threshold:
-        return None
-    start = quote.passage_start + choice.start
-    return _span_quote(quote, passage, store, start, quote.passage_start + choice.end, choice.share * confidence)
+    scorer = (quote.passage_start + choice.start, quote.passage_start + choice.end) if choice else None
+    if not (read and quote.passage_start <= start < end <= quote.passage_end):
+        if scorer is None:
+            return None
+        start, end, probability = *scorer, None
+    features = short_features(question, passage.text[start:end], probability, scorer == (start, end),
+                              choice.share if choice else 0.0, confidence, reading)
+    return start, end, features
 
 
 def _span_quote(quote: Quote, passage: Passage, store: Store, start: int, end: int, score: float) -> Quote:

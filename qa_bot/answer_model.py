@@ -13,8 +13,10 @@ here with numpy, so scikit-learn stays a training-only dependency:
 - the confidence model turns the best sentence's features, how much of the question the passages
   hold and the reader's "no answer in the top passage" into P(the documents answer the question),
   trained with near-topic and off-topic negatives;
-- the span scorer (qa_bot.short_answer) picks the short answer, a run of characters inside the
-  chosen sentence; its character vocabularies are stored with it.
+- the span scorer (qa_bot.short_answer) proposes a short answer, a run of characters inside the
+  chosen sentence, where the reader has none; its character vocabularies are stored with it;
+- the short-answer gate turns what the reader and the span scorer say about the short answer
+  (short_features) into P(it is exactly the answer), which decides whether it is shown.
 """
 
 from __future__ import annotations
@@ -229,24 +231,24 @@ class SpanModel:
 
 @dataclass(frozen=True)
 class AnswerModel:
-    """The three models plus the thresholds chosen on the validation split."""
+    """The four models plus the thresholds chosen on the validation split."""
 
     ranker: Logistic
     confidence: Logistic
     span: SpanModel
+    short_gate: Logistic
     found_threshold: float
-    span_threshold: float  # on the best span's share x the answer's confidence
+    short_threshold: float  # on the short-answer gate's P(exact)
     second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
     ranker_quotes: bool = False  # quote the ranker's sentences, not the hand-set score's (chosen on validation)
-    reader_span_threshold: float = 2.0  # on the reader's P(span) x the answer's confidence (2: never)
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(
             Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), SpanModel.from_dict(data["span"]),
-            float(data["found_threshold"]), float(data["span_threshold"]), float(data["second_quote_share"]),
-            bool(data["ranker_quotes"]), float(data["reader_span_threshold"]),
+            Logistic.from_dict(data["short_gate"]), float(data["found_threshold"]), float(data["short_threshold"]),
+            float(data["second_quote_share"]), bool(data["ranker_quotes"]),
         )
 
 
@@ -298,3 +300,35 @@ def question_coverage(question: str, weights: Counter, passages: list, read: int
     simplified = to_simplified(together)
     missing = sum(w not in simplified for w in words) / len(words) if words else 0.0
     return [overlap(weights, together), missing]
+
+
+def short_features(
+    question: str, span: str, reader_probability: float | None, agrees: bool, scorer_share: float, confidence: float,
+    reading: Reading,
+) -> np.ndarray:
+    """What the short-answer gate reads about one proposed span: the reader's P(span) as log-odds when the span is
+    the reader's (None: the span scorer's, the reader's best span lies outside the quote), whether the span
+    scorer picked the same span (on DRCD validation 0.83 of such spans are exact, 0.45 of the reader's others),
+    the scorer's share, the answer's confidence, the reader's "no answer", the span's length, whether the
+    question already holds it, and what the question asks for."""
+    qtype = question_type(question)
+    from_reader = reader_probability is not None
+    return np.asarray(
+        [
+            log_odds(reader_probability) if from_reader else 0.0,
+            float(from_reader),
+            float(agrees),
+            log_odds(scorer_share),
+            log_odds(confidence),
+            log_odds(reading.no_answer),
+            math.log1p(len(span)),
+            float(to_simplified(span) in to_simplified(question)),
+            *(float(qtype == t) for t in QUESTION_TYPES),
+        ]
+    )
+
+
+SHORT_FEATURE_NAMES = (
+    "reader_log_odds", "from_reader", "scorer_agrees", "scorer_log_odds", "confidence_log_odds", "no_answer_log_odds",
+    "log_length", "in_question", *(f"asks_{t}" for t in QUESTION_TYPES),
+)  # fmt: skip

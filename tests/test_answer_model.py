@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from qa_bot import QABot
-from qa_bot.answer_model import MODEL_FILE, AnswerModel, Logistic, log_odds, question_coverage, question_type
+from qa_bot.answer import best_quote
+from qa_bot.answer_model import (
+    MODEL_FILE,
+    SHORT_FEATURE_NAMES,
+    AnswerModel,
+    Logistic,
+    log_odds,
+    question_coverage,
+    question_type,
+)
 from qa_bot.records import Passage
 
 MARATHON = """白水鎮馬拉松
@@ -22,8 +31,9 @@ def test_model_file_loads_and_is_small():
     model = AnswerModel.load()
     data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
     assert MODEL_FILE.stat().st_size < 100_000
-    assert 0 < model.found_threshold < 1 and 0 < model.span_threshold <= 1
+    assert 0 < model.found_threshold < 1 and 0 < model.short_threshold < 1
     assert len(model.ranker.weights) == len(data["ranker"]["mean"])
+    assert len(model.short_gate.weights) == len(SHORT_FEATURE_NAMES)
 
 
 def test_listwise_shares_sum_to_one():
@@ -101,7 +111,8 @@ def test_short_answer_offsets_point_into_the_document(marathon_bot):
         answer = marathon_bot.ask(question)
         if answer.short is not None:
             assert MARATHON[answer.short.start : answer.short.end] == answer.short.text
-            assert answer.short.text in answer.quotes[0].text
+            assert answer.short.text in best_quote(answer).text
+            assert answer.short.score >= AnswerModel.load().short_threshold
 
 
 @pytest.mark.slow

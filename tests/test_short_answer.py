@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa_bot.answer_model import AnswerModel
+from qa_bot.answer import Answer, Quote, best_quote, short_candidate
+from qa_bot.answer_model import SHORT_FEATURE_NAMES, AnswerModel, short_features
+from qa_bot.reader import reading_of
+from qa_bot.records import Passage
 from qa_bot.short_answer import (
     _FLANK,
     MAX_SPAN_CHARS,
@@ -82,3 +85,45 @@ def test_trained_scorer_picks_the_answer(model, question, sentence, expected):
     choice = best_span(model.span, question, sentence)
     assert choice is not None and sentence[choice.start : choice.end] == expected
     assert 0 < choice.share <= 1
+
+
+SENTENCE = "白水鎮馬拉松的起點設在白水鎮中山體育場。"  # 中山體育場 at 11..16
+
+
+def reading_pointing_at(start: int, end: int, sure: float, no_answer: float = -5.0):
+    """A reading over SENTENCE (one token per character, token 0 = [CLS]) whose best span is start..end."""
+    offsets = [(0, 0)] + [(k, k + 1) for k in range(len(SENTENCE))]
+    logits = np.zeros((len(offsets), 2))
+    logits[0] = no_answer
+    logits[start + 1, 0] = logits[end, 1] = sure
+    return reading_of(logits, offsets)
+
+
+def test_short_candidate_is_the_readers_span_inside_the_quote_else_the_scorers(model):
+    question = "白水鎮馬拉松的起點設在哪裡？"
+    passage = Passage(SENTENCE, "m.txt", 0, len(SENTENCE), 1.0)
+    quote = Quote(SENTENCE, 1, 0, len(SENTENCE), 0, len(SENTENCE))
+    start, end, features = short_candidate(question, quote, reading_pointing_at(11, 16, 8.0), True, passage, model.span, 0.9)
+    assert (start, end) == (11, 16) and features[SHORT_FEATURE_NAMES.index("from_reader")] == 1.0
+    # The quote is not from the passage the reader read: the span scorer's own best span.
+    start, end, features = short_candidate(question, quote, reading_pointing_at(11, 16, 8.0), False, passage, model.span, 0.9)
+    choice = best_span(model.span, question, SENTENCE)
+    assert (start, end) == (choice.start, choice.end) and features[SHORT_FEATURE_NAMES.index("from_reader")] == 0.0
+
+
+def test_short_gate_trusts_a_sure_reader_the_scorer_agrees_with(model):
+    """The committed gate: the reader sure of 中山體育場 with the span scorer agreeing scores above the reader
+    unsure of 體育場 alone, and above the same span the question already holds."""
+    question = "白水鎮馬拉松的起點設在哪裡？"
+    sure = reading_pointing_at(11, 16, 8.0)
+    agreed = short_features(question, "中山體育場", sure.best[2], True, 0.9, 0.95, sure)
+    unsure = short_features(question, "體育場", 0.3, False, 0.9, 0.95, sure)
+    echoed = short_features(question, "白水鎮", sure.best[2], True, 0.9, 0.95, sure)
+    p_agreed, p_unsure, p_echoed = model.short_gate.probability(np.array([agreed, unsure, echoed]))
+    assert len(agreed) == len(SHORT_FEATURE_NAMES)
+    assert p_agreed > model.short_threshold > p_unsure and p_agreed > p_echoed
+
+
+def test_short_answer_lives_in_the_best_quote():
+    answer_quotes = [Quote("甲。", 1, 0, 2, 0, 2, 0.2), Quote("乙。", 1, 2, 4, 2, 4, 0.7)]
+    assert best_quote(Answer("", [], True, answer_quotes)).text == "乙。"
