@@ -348,8 +348,8 @@ def _compose_hybrid(
     candidate = short_candidate(question, first, reading, passage is passages[0], passage, model.span, confidence)
     if candidate:
         start, end, features = candidate
-        exact = float(model.short_gate.probability(features))
-        answer.short = _span_quote(first, passage, store, start, end, exact) if exact >= model.short_threshold else None
+        p_exact = float(model.short_gate.probability(features))
+        answer.short = _span_quote(first, passage, store, start, end, p_exact) if p_exact >= model.short_threshold else None
     return answer
 
 
@@ -385,7 +385,7 @@ def short_candidate(
             return None
         start, end, probability = *scorer, None
     features = short_features(question, passage.text[start:end], probability, scorer == (start, end),
-                              choice.share if choice else 0.0, confidence, reading)
+                              choice.share if choice else 0.0, confidence, reading.no_answer)
     return start, end, features
 
 

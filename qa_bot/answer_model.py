@@ -278,8 +278,8 @@ def confidence_features(
 
 
 def log_odds(probability: float) -> float:
-    """The reader's probabilities on the logistic scale: "no answer" at 0.94 and at 0.9994 differ by 0.06 as
-    probabilities but by 4.6 as log-odds (validation, unanswerable refused at 97 % found: 0.900 -> 0.931)."""
+    """A probability on the logistic scale, as the logistic regressions read them: "no answer" at 0.94 and at
+    0.9994 differ by 0.06 as probabilities but by 4.6 as log-odds (validation, unanswerable refused at 97 % found: 0.900 -> 0.931)."""
     return math.log((probability + 1e-4) / (1 - probability + 1e-4))
 
 
@@ -304,12 +304,12 @@ def question_coverage(question: str, weights: Counter, passages: list, read: int
 
 def short_features(
     question: str, span: str, reader_probability: float | None, agrees: bool, scorer_share: float, confidence: float,
-    reading: Reading,
+    no_answer: float,
 ) -> np.ndarray:
     """What the short-answer gate reads about one proposed span: the reader's P(span) as log-odds when the span is
     the reader's (None: the span scorer's, the reader's best span lies outside the quote), whether the span
     scorer picked the same span (on DRCD validation 0.83 of such spans are exact, 0.45 of the reader's others),
-    the scorer's share, the answer's confidence, the reader's "no answer", the span's length, whether the
+    the scorer's share, the answer's confidence, the reader's P(no answer), the span's length, whether the
     question already holds it, and what the question asks for."""
     qtype = question_type(question)
     from_reader = reader_probability is not None
@@ -320,7 +320,7 @@ def short_features(
             float(agrees),
             log_odds(scorer_share),
             log_odds(confidence),
-            log_odds(reading.no_answer),
+            log_odds(no_answer),
             math.log1p(len(span)),
             float(to_simplified(span) in to_simplified(question)),
             *(float(qtype == t) for t in QUESTION_TYPES),

@@ -116,9 +116,9 @@ def test_short_gate_trusts_a_sure_reader_the_scorer_agrees_with(model):
     unsure of 體育場 alone, and above the same span the question already holds."""
     question = "白水鎮馬拉松的起點設在哪裡？"
     sure = reading_pointing_at(11, 16, 8.0)
-    agreed = short_features(question, "中山體育場", sure.best[2], True, 0.9, 0.95, sure)
-    unsure = short_features(question, "體育場", 0.3, False, 0.9, 0.95, sure)
-    echoed = short_features(question, "白水鎮", sure.best[2], True, 0.9, 0.95, sure)
+    agreed = short_features(question, "中山體育場", sure.best[2], True, 0.9, 0.95, sure.no_answer)
+    unsure = short_features(question, "體育場", 0.3, False, 0.9, 0.95, sure.no_answer)
+    echoed = short_features(question, "白水鎮", sure.best[2], True, 0.9, 0.95, sure.no_answer)
     p_agreed, p_unsure, p_echoed = model.short_gate.probability(np.array([agreed, unsure, echoed]))
     assert len(agreed) == len(SHORT_FEATURE_NAMES)
     assert p_agreed > model.short_threshold > p_unsure and p_agreed > p_echoed
