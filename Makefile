@@ -65,7 +65,7 @@ train: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_answer.py
 
 # The passage reader's adapter (qa_bot/reader_model.npz) from the same data and splits, deterministic
-# (seed 0, 2 threads); also writes bench/results/reader.json (~55 minutes here). Run `make train` after it:
+# (seed 0, 2 threads); also writes bench/results/reader.json (~72 minutes here). Run `make train` after it:
 # the answer model reads the reader's output.
 reader: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_reader.py
