@@ -117,12 +117,14 @@ def test_short_answer_offsets_point_into_the_document(marathon_bot):
 
 @pytest.mark.slow
 def test_a_simplified_question_about_the_traditional_article_is_answered_like_the_traditional_one(seed_bot):
-    """Refused until the reader read questions in the passage's script: asked in Simplified, it read
-    P(no answer) 0.94 over the very passage that holds 60%."""
-    simplified = seed_bot.ask("福建要求调研人员中委员的比例至少要达到多少？")
-    traditional = seed_bot.ask("福建要求調研人員中委員的比例至少要達到多少？")
-    assert simplified.found and "60%" in simplified.text
-    assert simplified.confidence == pytest.approx(traditional.confidence, abs=0.05)
+    """Refused until the reader read questions in the passage's script: asked in Simplified, 福建要求调研人员中委员的
+    比例至少要达到多少？ read P(no answer) 0.94 over the very passage that holds 60%. (Since 2026-12-05's reader it is
+    refused in both scripts alike, its top passage lacking the answer: the issue's note.)"""
+    for simplified, traditional in (("谁出席会议并讲话？", "誰出席會議並講話？"),
+                                    ("福建要求调研人员中委员的比例至少要达到多少？", "福建要求調研人員中委員的比例至少要達到多少？")):
+        asked, written = seed_bot.ask(simplified), seed_bot.ask(traditional)
+        assert asked.found == written.found and asked.confidence == pytest.approx(written.confidence, abs=0.05)
+    assert seed_bot.ask("谁出席会议并讲话？").short.text == "汪洋"
 
 
 @pytest.mark.slow
