@@ -92,6 +92,7 @@ def retrieved_examples(items: list[dict], passages: list[list], split: str) -> l
 
 
 def no_answer(item: dict, passage: str) -> dict:
+    """The question over a passage that does not answer it: its target is [CLS]."""
     return {"question": item["question"], "passage": passage, "answers": [], "span": None, "item": item}
 
 
