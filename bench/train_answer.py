@@ -643,6 +643,20 @@ def plot(results: dict) -> None:
     fig.savefig(PLOT, dpi=100)
 
 
+def sampling_error(groups: dict, names: dict) -> str:
+    """One line: the standard error sqrt(p(1 - p) / n) of each rate the issue sets a bar for, so that a gap to
+    a bar can be told from the noise of a few hundred questions."""
+    parts = []
+    for group, metric, count in (("drcd_nearmiss_answerable", "answer_hit", None), ("drcd_nearmiss_answerable", "found", None),
+                                 ("drcd_nearmiss_answerable", "short_exact_of_shown", "short_shown"),
+                                 ("drcd_nearmiss_unanswerable", "refused", None), ("cmrc_trial", "answer_hit", None)):
+        row = groups.get(group, {})
+        rate, n = row.get(metric), row.get("questions", 0) * (row.get(count, 0) if count else 1)
+        if rate is not None and n >= 1:
+            parts.append(f"{names[group]} {metric} ±{(rate * (1 - rate) / n) ** 0.5:.3f} (n {round(n)})")
+    return "One standard error of the hybrid's report-split rates: " + "; ".join(parts) + "."
+
+
 def update_quality_doc(results: dict) -> None:
     """Replace (or add) the answer-layer section (the last) of docs/quality.md; bench/run_quality.py writes it too."""
     path = ROOT / "docs" / "quality.md"
@@ -689,6 +703,7 @@ def markdown(results: dict) -> str:
              f"of the confidence against \"the documents answer the question\": {results['calibration']['report']['ece']} (validation "
              f"{results['calibration']['validation']['ece']}). Curve: [answer-confidence.png](answer-confidence.png).", "",
              *header, *table(results["report"], names, metrics), "",
+             sampling_error(results["report"]["hybrid"], names), "",
              f"Validation split ({results['splits']['validation']} questions), where the quote rule and every threshold "
              "were chosen:", "",
              *header, *table(results["validation"], {g: names[g] for g in ("drcd_nearmiss_answerable", "cmrc_trial")},
