@@ -119,7 +119,8 @@ def test_short_answer_offsets_point_into_the_document(marathon_bot):
 def test_a_simplified_question_about_the_traditional_article_is_answered_like_the_traditional_one(seed_bot):
     """Refused until the reader read questions in the passage's script: asked in Simplified, 福建要求调研人员中委员的
     比例至少要达到多少？ read P(no answer) 0.94 over the very passage that holds 60%. (Since 2026-12-05's reader it is
-    refused in both scripts alike, its top passage lacking the answer: the issue's note.)"""
+    refused in both scripts alike: over the passage that holds 60%以上 the reader's best span is exactly that, but at
+    P(span) 0.01 and P(no answer) 0.73, news prose the wiki-trained reader reads less surely.)"""
     for simplified, traditional in (("谁出席会议并讲话？", "誰出席會議並講話？"),
                                     ("福建要求调研人员中委员的比例至少要达到多少？", "福建要求調研人員中委員的比例至少要達到多少？")):
         asked, written = seed_bot.ask(simplified), seed_bot.ask(traditional)
