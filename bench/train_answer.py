@@ -83,6 +83,10 @@ MIN_SHORT_PRECISION = 0.85  # the issue's bar: short answers shown must be exact
 SPAN_VOCABULARY = 40  # characters per slot of the span scorer's identity features
 SPAN_NEGATIVES = 200  # sampled wrong spans per training sentence (all its right ones are kept)
 MEDIAN_CHARS = 50  # the issue's bound on the median answer length
+# How far the best quote may widen along the reader's span (0: never), chosen on validation by answer-hit within
+# MEDIAN_CHARS. At most 128 tokens (~150 characters, two or three sentences): a reason or a process, not the
+# paragraph that a longer reach quotes (192 / 320 tokens: one more validation answer, quotes up to 331 characters).
+WIDEN_TOKENS = (0, 64, 128)
 # Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
 OFF_TOPIC = [
     "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
@@ -304,8 +308,13 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[
     silent = Logistic(np.zeros(width), np.ones(width), np.zeros(width), -10.0)  # no short answers while the quote rule is chosen
     model = AnswerModel(ranker, confidence, span, silent, found_threshold, 2.0, second_share)
     val_answerable = [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"]
-    quote_hits = {rule: _answer_hit(bots, val_answerable, dataclasses.replace(model, ranker_quotes=rule)) for rule in (False, True)}
+    quote_hits = {rule: _answer_hit(bots, part["validation"], dataclasses.replace(model, ranker_quotes=rule))[0]
+                  for rule in (False, True)}
     model = dataclasses.replace(model, ranker_quotes=quote_hits[True] > quote_hits[False])
+    reach = {tokens: _answer_hit(bots, part["validation"], dataclasses.replace(model, widen_tokens=tokens))
+             for tokens in WIDEN_TOKENS}
+    widen = max([t for t in WIDEN_TOKENS if reach[t][1] <= MEDIAN_CHARS] or [0], key=lambda t: reach[t][0])
+    model = dataclasses.replace(model, widen_tokens=widen)
     gate, short_threshold, gate_chosen = train_short_gate(*short_rows(bots, val_answerable, model))
     model = dataclasses.replace(model, short_gate=gate, short_threshold=short_threshold)
     chosen = {
@@ -313,6 +322,7 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[
         "unanswerable_refused_validation_by_c": refused, "found_threshold": found_threshold,
         "short_threshold": short_threshold, "second_quote_share": second_share,
         "answer_hit_validation_by_quote_rule": {"hand-set": quote_hits[False], "ranker": quote_hits[True]},
+        "widen_tokens": widen, "answer_hit_and_median_validation_by_widen_tokens": reach,
         "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
         **span_chosen, **gate_chosen,
     }
@@ -439,12 +449,17 @@ def train_short_gate(x: np.ndarray, right: np.ndarray, corpus: np.ndarray) -> tu
                                              "short_gate_questions": len(right)}
 
 
-def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> float:
-    """Answer-hit of the shipped layer on answerable questions, the mean over the two corpora."""
+def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> tuple[float, float]:
+    """Answer-hit of the shipped layer on the answerable questions, the mean over the two corpora, and the
+    median length of every answer given (as _second_quote_share measures it)."""
     hits: dict[str, list[bool]] = {}
+    chars = []
     for item, answer in _validation_answers(bots, pairs, model):
-        hits.setdefault(item["corpus"], []).append(answer.found and holds(answer.text, item["answers"]))
-    return float(np.mean([np.mean(h) for h in hits.values()]))
+        if item["kind"] == "answerable":
+            hits.setdefault(item["corpus"], []).append(answer.found and holds(answer.text, item["answers"]))
+        if answer.found:
+            chars.append(sum(len(q.text) for q in answer.quotes))
+    return float(np.mean([np.mean(h) for h in hits.values()])), float(np.median(chars))
 
 
 def _second_quote_share(pairs: list, ranked: list, found: np.ndarray) -> float:
@@ -483,6 +498,7 @@ def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
         "short_gate": model.short_gate.to_dict(), "found_threshold": model.found_threshold,
         "short_threshold": model.short_threshold, "second_quote_share": model.second_quote_share,
         "ranker_quotes": model.ranker_quotes,
+        "widen_tokens": model.widen_tokens,
     }
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -689,10 +705,14 @@ def markdown(results: dict) -> str:
     rule = ("the ranker's top sentence (and the runner-up from a ranker share chosen on validation), as `learned`"
             if by_rule["ranker"] > by_rule["hand-set"] else
             "the hand-set picker's (the best sentence and up to two more within keep_ratio of it)")
+    by_reach = results["model"]["answer_hit_and_median_validation_by_widen_tokens"]
+    widening = (f"the best quote widens to the sentences the reader's span of up to {results['model']['widen_tokens']} "
+                "tokens runs over (validation answer-hit and median answer by reach: "
+                + ", ".join(f"{tokens}: {hit:.4f} / {median:g}" for tokens, (hit, median) in by_reach.items()) + ")")
     lines = [ANSWER_SECTION, "",
              "What ships is the hybrid: the learned confidence (P(the documents answer the question)) decides found or "
              f"refused; the quotes are {rule}: the rule with the higher answer-hit on validation (ranker "
-             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); the short answer is the passage reader's "
+             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); {widening}; the short answer is the passage reader's "
              "span inside the best quote (the span scorer's where the reader's lies outside it), shown when the short-answer gate's "
              "P(exact) clears its threshold. `learned` always quotes the ranker's sentences; `old` is "
              "the hand-set picker with its own thresholds.", "",

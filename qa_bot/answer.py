@@ -317,13 +317,13 @@ def _compose_hybrid(
     the ranker and its "no answer" the confidence. ``model.ranker_quotes`` (chosen on validation by
     answer-hit) quotes the ranker's top sentence and the runner-up from second_quote_share; else
     the hand-set picker's (best sentence, up to MAX_QUOTES within keep_ratio), without its relevance
-    thresholds: the confidence replaces them. ranker_quotes=True forces the ranker's quotes (the
-    benchmark's "learned" layer).
+    thresholds: the confidence replaces them; the best quote then widens along the reader's span
+    (``model.widen_tokens``, _widen). ranker_quotes=True forces the ranker's quotes (the benchmark's
+    "learned" layer).
     """
     language = script_of(question)
     sentences = candidate_sentences(passages)
-    candidates = _score_by_hand(passages, picker, weights, None, settings, settings.min_quote_chars)
-    if not sentences or not candidates:
+    if not any(s.end - s.start >= settings.min_quote_chars for s in sentences):  # nothing long enough to quote
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     reading = load_reader().read(question, passages[0].text)
     features = sentence_features(question, weights, passages, sentences, reading)
@@ -337,11 +337,14 @@ def _compose_hybrid(
         order = np.argsort(-shares)
         chosen = [_Candidate(sentences[k].rank + 1, sentences[k].start, sentences[k].end, 0.0)
                   for n, k in enumerate(order[:2]) if n == 0 or shares[k] >= model.second_quote_share]
-    else:
+    else:  # the hand-set score only where its quotes ship: it costs ~6 ms a question
+        candidates = _score_by_hand(passages, picker, weights, None, settings, settings.min_quote_chars)
         chosen = _keep_close(sorted(candidates, key=lambda c: -c.score), settings)
     share = {(s.rank + 1, s.start): float(p) for s, p in zip(sentences, shares)}
     for c in chosen:  # a quote's score is its ranker share
         c.score = share[c.citation, c.start]
+    if model.widen_tokens:
+        chosen = _widen(chosen, passages[0], reading.span(model.widen_tokens))
     answer = _assemble(question, query, passages, store, chosen, confidence)
     first = best_quote(answer)
     passage = answer.citations[first.citation - 1]
@@ -351,6 +354,26 @@ def _compose_hybrid(
         p_exact = float(model.short_gate.probability(features))
         answer.short = _span_quote(first, passage, store, start, end, p_exact) if p_exact >= model.short_threshold else None
     return answer
+
+
+def _widen(chosen: list[_Candidate], read: Passage, span: tuple[int, int, float]) -> list[_Candidate]:
+    """The best quote, when it is from the passage the reader read and holds one end of the reader's span,
+    widened to every sentence of its line that span runs over: a reason or a process can take two
+    sentences, and as two quotes the [n] between them would cut it (docs/architecture.md, "Quotes along
+    the reader's span"). Never past a line break: a byline or a heading is no part of the answer. The
+    other quotes it now covers are dropped."""
+    best = max(chosen, key=lambda c: c.score)
+    start, end, _ = span
+    if best.citation != 1 or not (best.start <= start < best.end or best.start < end <= best.end):
+        return chosen
+    text = read.text
+    line_end = text.find("\n", best.end)
+    line = (text.rfind("\n", 0, best.start) + 1, len(text) if line_end < 0 else line_end)
+    spans = [(a, b) for a, b in sentence_spans(text) if line[0] <= a and b <= line[1]]
+    first = min([best.start] + [a for a, b in spans if b > start])
+    last = max([best.end] + [b for a, b in spans if a < end])
+    kept = [c for c in chosen if c is not best and (c.citation != 1 or c.end <= first or c.start >= last)]
+    return [_Candidate(1, first, last, best.score)] + kept
 
 
 def candidate_sentences(passages: list[Passage]) -> list[Sentence]:

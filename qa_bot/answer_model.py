@@ -241,6 +241,7 @@ class AnswerModel:
     short_threshold: float  # on the short-answer gate's P(exact)
     second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
     ranker_quotes: bool = False  # quote the ranker's sentences, not the hand-set score's (chosen on validation)
+    widen_tokens: int = 0  # the best quote widens to the sentences the reader's span of up to this many tokens covers (0: never)
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
@@ -248,7 +249,7 @@ class AnswerModel:
         return cls(
             Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), SpanModel.from_dict(data["span"]),
             Logistic.from_dict(data["short_gate"]), float(data["found_threshold"]), float(data["short_threshold"]),
-            float(data["second_quote_share"]), bool(data["ranker_quotes"]),
+            float(data["second_quote_share"]), bool(data["ranker_quotes"]), int(data["widen_tokens"]),
         )
 
 

@@ -50,9 +50,14 @@ class Reading:
 
     @cached_property
     def best(self) -> tuple[int, int, float]:
-        """The most probable span: character offsets into the passage and P(start) x P(end) (computed once:
-        the confidence and the short answer both ask)."""
-        i, j = best_span(np.log(self.starts + 1e-12), np.log(self.ends + 1e-12), self.offsets)
+        """The most probable span of at most MAX_SPAN_TOKENS: character offsets into the passage and
+        P(start) x P(end) (computed once: the confidence and the short answer both ask)."""
+        return self.span(MAX_SPAN_TOKENS)
+
+    def span(self, longest: int) -> tuple[int, int, float]:
+        """The most probable span of at most ``longest`` tokens, as ``best``: a reason or a process can run
+        over two sentences, a name never does."""
+        i, j = best_span(np.log(self.starts + 1e-12), np.log(self.ends + 1e-12), self.offsets, longest)
         return self.offsets[i][0], self.offsets[j][1], float(self.starts[i] * self.ends[j])
 
     def shares(self, start: int, end: int) -> tuple[float, float]:
@@ -183,11 +188,13 @@ def in_script_of(passage: str, question: str) -> str:
     return question
 
 
-def best_span(starts: np.ndarray, ends: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[int, int]:
-    """The passage-token span (start <= end < start + MAX_SPAN_TOKENS) with the highest start + end score."""
+def best_span(
+    starts: np.ndarray, ends: np.ndarray, offsets: list[tuple[int, int]], longest: int = MAX_SPAN_TOKENS
+) -> tuple[int, int]:
+    """The passage-token span (start <= end < start + longest) with the highest start + end score."""
     usable = np.array([b > a for a, b in offsets])
     n = len(offsets)
-    band = np.triu(np.ones((n, n), bool)) & ~np.triu(np.ones((n, n), bool), MAX_SPAN_TOKENS)
+    band = np.triu(np.ones((n, n), bool)) & ~np.triu(np.ones((n, n), bool), longest)
     band &= usable[:, None] & usable[None, :]
     scores = np.where(band, starts[:, None] + ends[None, :], -np.inf)
     i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)

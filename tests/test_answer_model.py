@@ -25,6 +25,11 @@ MARATHON = """白水鎮馬拉松
 
 白水鎮馬拉松今年三月舉行，共有三千名選手報名參加。起點設在白水鎮中山體育場，終點在白水河畔公園。比賽清晨六點起跑。冠軍由本地選手陳大文奪得。
 """
+# A reason that runs over a ； (which ends a sentence for the answer layer).
+TEA = """青山村
+
+青山村位於山區，海拔一千兩百公尺。青山村終年雲霧繚繞，土壤富含礦物質；因此，茶葉品質優良。村民多以種茶為生，每年四月採收春茶。
+"""
 
 
 def test_model_file_loads_and_is_small():
@@ -67,14 +72,19 @@ def test_question_coverage_sees_what_no_passage_mentions():
     assert question_coverage("誰開創了歐洲對梵語的研究？", Counter({"梵语": 1.0}), passages, 3) == [1.0, 0.0]
 
 
-@pytest.fixture
-def marathon_bot(tmp_path, real_embedder) -> QABot:
-    docs = tmp_path / "docs"
+def bot_over(folder, embedder, name: str, text: str) -> QABot:
+    """A bot over one document of its own, in ``folder``."""
+    docs = folder / "docs"
     docs.mkdir()
-    (docs / "marathon.txt").write_text(MARATHON, encoding="utf-8")
-    bot = QABot(index_dir=tmp_path / "index", docs_dir=docs, embedder=real_embedder)
+    (docs / name).write_text(text, encoding="utf-8")
+    bot = QABot(index_dir=folder / "index", docs_dir=docs, embedder=embedder)
     bot.rebuild()
     return bot
+
+
+@pytest.fixture
+def marathon_bot(tmp_path, real_embedder) -> QABot:
+    return bot_over(tmp_path, real_embedder, "marathon.txt", MARATHON)
 
 
 @pytest.mark.slow
@@ -87,6 +97,46 @@ def test_where_question_quotes_the_place_sentence(marathon_bot):
     assert 0.0 <= answer.confidence <= 1.0
     data = answer.to_dict()
     assert "short" in data and "confidence" in data
+
+
+def test_widen_joins_the_sentences_the_readers_span_runs_over():
+    from qa_bot.answer import _Candidate, _widen
+
+    text = "甲地多雨。土壤肥沃；因此，稻米豐收。乙地乾旱。"  # sentences 0-5, 5-10, 10-18, 18-23
+    read = Passage(text, "a.txt", 0, len(text), 1.0)
+    best, second, other = _Candidate(1, 10, 18, 0.7), _Candidate(1, 5, 10, 0.2), _Candidate(2, 0, 4, 0.1)
+    widened = _widen([best, second, other], read, (7, 17, 0.1))  # 肥沃；因此，稻米豐收
+    assert [(c.citation, c.start, c.end) for c in widened] == [(1, 5, 18), (2, 0, 4)]  # the covered quote goes
+    assert widened[0].score == best.score
+    assert _widen([best, other], read, (0, 4, 0.1)) == [best, other]  # the span misses the best quote
+    assert [(c.start, c.end) for c in _widen([other, best], read, (7, 17, 0.1))] == [(5, 18), (0, 4)]  # any order
+    far = _Candidate(2, 0, 4, 0.9)  # the best quote is from a passage the reader did not read
+    assert _widen([far, best], read, (7, 17, 0.1)) == [far, best]
+    byline = Passage("記者 王明 報道\n" + text, "a.txt", 0, len(text) + 9, 1.0)  # the same sentences, 9 later
+    widened = _widen([_Candidate(1, 9, 14, 0.5)], byline, (3, 12, 0.1))  # from 王明 into 甲地多雨
+    assert [(c.start, c.end) for c in widened] == [(9, 14)]  # not across the line break
+
+
+@pytest.mark.slow
+def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
+    """The reader's span runs over the ；: the best quote widens to both sentences, one quote that no [n]
+    cuts; without widening (widen_tokens=0) the answer quotes one half."""
+    import dataclasses
+
+    from qa_bot.answer import compose
+
+    bot = bot_over(tmp_path, real_embedder, "tea.txt", TEA)
+    question, reason = "為什麼青山村的茶葉品質優良？", "土壤富含礦物質；因此，茶葉品質優良"
+    shipped = AnswerModel.load()
+    assert shipped.widen_tokens > 0
+    answer = bot.ask(question)
+    assert answer.found and any(reason in q.text for q in answer.quotes), answer.text
+    for quote in answer.quotes:
+        assert TEA[quote.start : quote.end] == quote.text
+    passages = bot.retrieve(question, k=5)
+    narrow = compose(question, question, passages, bot.store, bot._picker_for(bot.store),
+                     model=dataclasses.replace(shipped, widen_tokens=0))
+    assert narrow.found and not any(reason in q.text for q in narrow.quotes), narrow.text
 
 
 @pytest.mark.slow
@@ -150,7 +200,8 @@ def test_seed_offtopic_refused_and_short_answers_exact(seed_bot):
 @pytest.mark.slow
 def test_hybrid_found_follows_the_confidence_and_quotes_follow_the_chosen_rule(seed_bot):
     """What ships: refusal by the learned confidence; the quotes are the hand-set picker's with
-    ranker_quotes off, and open with the ranker's best sentence with it on (no duplicates either way)."""
+    ranker_quotes off, and open with the ranker's best sentence with it on (no duplicates either way);
+    widening the best quote along the reader's span keeps every sentence the rule quotes."""
     import dataclasses
 
     from test_answer import SEED_QUESTIONS
@@ -159,7 +210,7 @@ def test_hybrid_found_follows_the_confidence_and_quotes_follow_the_chosen_rule(s
     from qa_bot.textnorm import has_cjk
 
     shipped = AnswerModel.load()
-    rules = {rule: dataclasses.replace(shipped, ranker_quotes=rule) for rule in (False, True)}
+    rules = {rule: dataclasses.replace(shipped, ranker_quotes=rule, widen_tokens=0) for rule in (False, True)}
     compared = differ = 0
     chinese = [item for item in SEED_QUESTIONS if has_cjk(item["question"])]  # the hybrid's questions
     picker = seed_bot._picker_for(seed_bot.store)
@@ -169,8 +220,10 @@ def test_hybrid_found_follows_the_confidence_and_quotes_follow_the_chosen_rule(s
         assert answer.found == (answer.confidence >= shipped.found_threshold), question
         passages = seed_bot.retrieve(question, k=5)
         hand, ranker = (compose(question, question, passages, seed_bot.store, picker, model=rules[r]) for r in (False, True))
-        expected = ranker if shipped.ranker_quotes else hand
+        expected = compose(question, question, passages, seed_bot.store, picker, model=shipped)
         assert [q.text for q in answer.quotes] == [q.text for q in expected.quotes], question
+        rule = ranker if shipped.ranker_quotes else hand
+        assert all(any(q.text in w.text for w in expected.quotes) for q in rule.quotes), question
         for texts in ([q.text for q in hand.quotes], [q.text for q in ranker.quotes]):
             assert len(texts) == len(set(texts))
         old = compose(question, question, passages, seed_bot.store, picker, layer="old")

@@ -26,6 +26,7 @@ def test_best_span_is_at_most_max_span_tokens_long():
     starts[1], ends[n] = 5.0, 5.0
     i, j = best_span(starts, ends, offsets)
     assert j - i < MAX_SPAN_TOKENS
+    assert best_span(starts, ends, offsets, longest=n) == (1, n)  # a longer reach finds the whole span
 
 
 def test_reading_probabilities_cover_cls_and_passage_only():
