@@ -65,7 +65,7 @@ class TimedEmbedder:
 
     def __init__(self, inner):
         self.inner = inner
-        self.model_id, self.dim, self.backend = inner.model_id, inner.dim, inner.backend
+        self.model_id, self.dim, self.backend, self.precision = inner.model_id, inner.dim, inner.backend, inner.precision
         self.embed_s = 0.0
         self.embedded = 0
         self.vectors: dict = {}

