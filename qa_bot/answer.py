@@ -470,9 +470,11 @@ def _keep_close(ranked: list[_Candidate], settings: AnswerSettings) -> list[_Can
 def _assemble(
     question: str, query: str, passages: list[Passage], store: Store, chosen: list[_Candidate], confidence: float
 ) -> Answer:
-    """Quotes in document order, each quoted text once; the quoted passages cited first."""
+    """Quotes in document order, each quoted text once and none inside another (two documents may hold the
+    same sentence, and a widened quote may hold another passage's); the quoted passages cited first."""
     unique = {passages[c.citation - 1].text[c.start : c.end]: c for c in reversed(chosen)}  # best one kept
-    chosen = sorted(unique.values(), key=lambda c: (c.citation, c.start))
+    chosen = sorted((c for text, c in unique.items() if not any(text in other and text != other for other in unique)),
+                    key=lambda c: (c.citation, c.start))
     # Cite only the passages quoted, numbered in order; the rest follow as further reading.
     order = list(dict.fromkeys(c.citation for c in chosen))
     order += [n for n in range(1, len(passages) + 1) if n not in order]

@@ -117,6 +117,22 @@ def test_widen_joins_the_sentences_the_readers_span_runs_over():
     assert [(c.start, c.end) for c in widened] == [(9, 14)]  # not across the line break
 
 
+def test_no_quote_is_inside_another():
+    """The same sentence in two documents, once alone and once inside a widened quote: quoted once."""
+    from types import SimpleNamespace
+
+    from qa_bot.answer import _assemble, _Candidate
+
+    offsets = SimpleNamespace(original_offset=lambda position: position)
+    store = SimpleNamespace(chunks={0: offsets, 1: offsets})
+    first = Passage("土壤肥沃；因此，稻米豐收。", "a.txt", 0, 13, 1.0, chunk_id=0)
+    second = Passage("乙地：因此，稻米豐收。", "b.txt", 0, 11, 0.9, chunk_id=1)
+    chosen = [_Candidate(1, 0, 13, 0.8), _Candidate(2, 3, 11, 0.2)]
+    answer = _assemble("為何豐收？", "為何豐收？", [first, second], store, chosen, 0.9)
+    assert [q.text for q in answer.quotes] == ["土壤肥沃；因此，稻米豐收。"]
+    assert answer.text == "土壤肥沃；因此，稻米豐收。[1]"
+
+
 @pytest.mark.slow
 def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
     """The reader's span runs over the ；: the best quote widens to both sentences, one quote that no [n]
