@@ -267,8 +267,8 @@ def load_reader(path: Path = MODEL_FILE) -> PassageReader:
     """The shipped reader over the bundled model (exported on first use, ~10 s), loaded once per process.
 
     One thread loads, the others wait for it: the web chat's warm-up and a user's first question arrive
-    together, and two threads importing transformers' lazy modules at once fail ("cannot import name
-    'AutoTokenizer'")."""
+    together, and one export at a time (two threads importing transformers' lazy modules at once failed:
+    "cannot import name 'AutoTokenizer'", when the reader still tokenised through transformers)."""
     with _LOADING:
         return _loaded_reader(path)
 
