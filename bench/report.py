@@ -133,7 +133,7 @@ def perf_section(perf: Any) -> list[str]:
                         "questions/s"], rows)
         if "seed" in queries:
             lines += ["The seed questions include English ones: the first builds the pinyin index, and `ask()` embeds "
-                      "the sentences of the top passages for each, hence the seed tail.", ""]
+                      "the sentences of the top passages not embedded for an earlier question, hence the seed tail.", ""]
         rss = [f"{name} {fmt(get(q, 'peak_rss_mb'), 0)} MB" for name, q in queries.items() if get(q, "peak_rss_mb")]
         if rss:
             lines += [f"Peak RSS of the query process: {', '.join(rss)}.", ""]

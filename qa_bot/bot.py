@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 REFRESH_SECONDS = 5.0  # how often a shared store (Milvus) is checked for other servers' writes
+SENTENCE_VECTORS = 4096  # sentence embeddings a bot keeps for questions without CJK (~6 MB at 384 dimensions)
 
 
 @dataclass
@@ -172,6 +174,8 @@ class QABot:
         self._store: Store | None = None
         self._checked = 0.0  # when the shared store's generation was last compared with ours
         self._picker: tuple[Store, SentencePicker] | None = None
+        self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # least recently used first
+        self._sentence_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._load_lock = threading.Lock()
 
@@ -269,8 +273,27 @@ class QABot:
         """Dense cosine of the question with each sentence of the passages (questions without CJK)."""
         spans = [sentence_spans(p.text) for p in passages]
         sentences = [p.text[s:e] for p, passage_spans in zip(passages, spans) for s, e in passage_spans]
-        scores = iter((self.embedder.encode_passages(sentences) @ query_vector).tolist())
+        scores = iter((self._embed_sentences(sentences) @ query_vector).tolist())
         return [[next(scores) for _ in passage_spans] for passage_spans in spans]
+
+    def _embed_sentences(self, sentences: list[str]) -> np.ndarray:
+        """The sentences' embeddings, each computed once while among the last SENTENCE_VECTORS used: questions
+        without CJK re-read the same top passages, and embedding their sentences took ~190 ms of each such
+        answer (docs/benchmarks.md). A kept vector may differ from a fresh one in its last digits, as two
+        fresh batches padded differently already do."""
+        with self._sentence_lock:
+            vectors = {text: self._sentence_vectors[text] for text in sentences if text in self._sentence_vectors}
+            for text in vectors:
+                self._sentence_vectors.move_to_end(text)
+        missing = [text for text in dict.fromkeys(sentences) if text not in vectors]
+        if missing:
+            vectors.update(zip(missing, self.embedder.encode_passages(missing)))
+            with self._sentence_lock:
+                for text in missing:
+                    self._sentence_vectors[text] = vectors[text]
+                while len(self._sentence_vectors) > SENTENCE_VECTORS:
+                    self._sentence_vectors.popitem(last=False)
+        return np.stack([vectors[text] for text in sentences])
 
     def _picker_for(self, store: Store) -> SentencePicker:
         cached = self._picker

@@ -124,6 +124,23 @@ def test_pinyin_tokens_bridge_english_names():
     assert latin_words("Who is Wang Yang?") == ["who", "is", "wang", "yang", "whois", "iswang", "wangyang"]
 
 
+def test_english_questions_embed_each_sentence_once(fast_bot, hash_embedder, monkeypatch):
+    """Questions without CJK compare the question with every sentence of the top passages: a sentence
+    embedded for one question is not embedded again for the next, and the oldest are let go."""
+    import qa_bot.bot
+
+    question = "Where was the national exchange meeting held?"
+    first = fast_bot.ask(question)
+    embedded = sum(hash_embedder.calls)
+    assert embedded > 0
+    hash_embedder.calls.clear()
+    again = fast_bot.ask(question)
+    assert hash_embedder.calls == [] and again.to_dict() == first.to_dict()
+    monkeypatch.setattr(qa_bot.bot, "SENTENCE_VECTORS", 3)
+    fast_bot.ask("Who is the chairman of the Hubei CPPCC?")
+    assert len(fast_bot._sentence_vectors) == 3
+
+
 @pytest.mark.slow
 def test_english_question_with_a_pinyin_place_name(seed_bot):
     answer = seed_bot.ask(
