@@ -308,11 +308,13 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[
     silent = Logistic(np.zeros(width), np.ones(width), np.zeros(width), -10.0)  # no short answers while the quote rule is chosen
     model = AnswerModel(ranker, confidence, span, silent, found_threshold, 2.0, second_share)
     val_answerable = [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"]
-    quote_hits = {rule: _answer_hit(bots, part["validation"], dataclasses.replace(model, ranker_quotes=rule))[0]
-                  for rule in (False, True)}
+    by_rule = {rule: _answer_hit(bots, part["validation"], dataclasses.replace(model, ranker_quotes=rule))
+               for rule in (False, True)}  # model.widen_tokens is 0 here
+    quote_hits = {rule: hit for rule, (hit, _) in by_rule.items()}
     model = dataclasses.replace(model, ranker_quotes=quote_hits[True] > quote_hits[False])
-    reach = {tokens: _answer_hit(bots, part["validation"], dataclasses.replace(model, widen_tokens=tokens))
-             for tokens in WIDEN_TOKENS}
+    reach = {0: by_rule[model.ranker_quotes]} | {
+        tokens: _answer_hit(bots, part["validation"], dataclasses.replace(model, widen_tokens=tokens))
+        for tokens in WIDEN_TOKENS if tokens}
     widen = max([t for t in WIDEN_TOKENS if reach[t][1] <= MEDIAN_CHARS] or [0], key=lambda t: reach[t][0])
     model = dataclasses.replace(model, widen_tokens=widen)
     gate, short_threshold, gate_chosen = train_short_gate(*short_rows(bots, val_answerable, model))

@@ -344,7 +344,8 @@ def _compose_hybrid(
     for c in chosen:  # a quote's score is its ranker share
         c.score = share[c.citation, c.start]
     if model.widen_tokens:
-        chosen = _widen(chosen, passages[0], reading.span(model.widen_tokens))
+        read = [(s.start, s.end) for s in sentences if s.rank == 0]
+        chosen = _widen(chosen, passages[0].text, read, reading.span(model.widen_tokens))
     answer = _assemble(question, query, passages, store, chosen, confidence)
     first = best_quote(answer)
     passage = answer.citations[first.citation - 1]
@@ -356,8 +357,11 @@ def _compose_hybrid(
     return answer
 
 
-def _widen(chosen: list[_Candidate], read: Passage, span: tuple[int, int, float]) -> list[_Candidate]:
-    """The best quote, when it is from the passage the reader read and holds one end of the reader's span,
+def _widen(
+    chosen: list[_Candidate], text: str, sentences: list[tuple[int, int]], span: tuple[int, int, float]
+) -> list[_Candidate]:
+    """The best quote, when it is from the passage the reader read (``text``, its ``sentences``) and holds
+    one end of the reader's span,
     widened to every sentence of its line that span runs over: a reason or a process can take two
     sentences, and as two quotes the [n] between them would cut it (docs/architecture.md, "Quotes along
     the reader's span"). Never past a line break: a byline or a heading is no part of the answer. The
@@ -366,10 +370,9 @@ def _widen(chosen: list[_Candidate], read: Passage, span: tuple[int, int, float]
     start, end, _ = span
     if best.citation != 1 or not (best.start <= start < best.end or best.start < end <= best.end):
         return chosen
-    text = read.text
     line_end = text.find("\n", best.end)
     line = (text.rfind("\n", 0, best.start) + 1, len(text) if line_end < 0 else line_end)
-    spans = [(a, b) for a, b in sentence_spans(text) if line[0] <= a and b <= line[1]]
+    spans = [(a, b) for a, b in sentences if line[0] <= a and b <= line[1]]
     first = min([best.start] + [a for a, b in spans if b > start])
     last = max([best.end] + [b for a, b in spans if a < end])
     kept = [c for c in chosen if c is not best and (c.citation != 1 or c.end <= first or c.start >= last)]

@@ -100,20 +100,20 @@ def test_where_question_quotes_the_place_sentence(marathon_bot):
 
 
 def test_widen_joins_the_sentences_the_readers_span_runs_over():
-    from qa_bot.answer import _Candidate, _widen
+    from qa_bot.answer import _Candidate, _widen, sentence_spans
 
     text = "甲地多雨。土壤肥沃；因此，稻米豐收。乙地乾旱。"  # sentences 0-5, 5-10, 10-18, 18-23
-    read = Passage(text, "a.txt", 0, len(text), 1.0)
+    read = (text, sentence_spans(text))
     best, second, other = _Candidate(1, 10, 18, 0.7), _Candidate(1, 5, 10, 0.2), _Candidate(2, 0, 4, 0.1)
-    widened = _widen([best, second, other], read, (7, 17, 0.1))  # 肥沃；因此，稻米豐收
+    widened = _widen([best, second, other], *read, (7, 17, 0.1))  # 肥沃；因此，稻米豐收
     assert [(c.citation, c.start, c.end) for c in widened] == [(1, 5, 18), (2, 0, 4)]  # the covered quote goes
     assert widened[0].score == best.score
-    assert _widen([best, other], read, (0, 4, 0.1)) == [best, other]  # the span misses the best quote
-    assert [(c.start, c.end) for c in _widen([other, best], read, (7, 17, 0.1))] == [(5, 18), (0, 4)]  # any order
+    assert _widen([best, other], *read, (0, 4, 0.1)) == [best, other]  # the span misses the best quote
+    assert [(c.start, c.end) for c in _widen([other, best], *read, (7, 17, 0.1))] == [(5, 18), (0, 4)]  # any order
     far = _Candidate(2, 0, 4, 0.9)  # the best quote is from a passage the reader did not read
-    assert _widen([far, best], read, (7, 17, 0.1)) == [far, best]
-    byline = Passage("記者 王明 報道\n" + text, "a.txt", 0, len(text) + 9, 1.0)  # the same sentences, 9 later
-    widened = _widen([_Candidate(1, 9, 14, 0.5)], byline, (3, 12, 0.1))  # from 王明 into 甲地多雨
+    assert _widen([far, best], *read, (7, 17, 0.1)) == [far, best]
+    byline = "記者 王明 報道\n" + text  # the same sentences, 9 later
+    widened = _widen([_Candidate(1, 9, 14, 0.5)], byline, sentence_spans(byline), (3, 12, 0.1))  # from 王明 into 甲地多雨
     assert [(c.start, c.end) for c in widened] == [(9, 14)]  # not across the line break
 
 
