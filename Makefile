@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check qa_bot tests bench app.py
 
 # Every benchmark, then docs/benchmarks.md and its plot (43 minutes here on 2026-11-29); bench-quick: a few minutes.
-BENCHES := embed_speed ov_kernels precision_quality run_fusion run_quality run_lifecycle run_perf peers stores scale
+BENCHES := embed_speed ov_kernels precision_quality run_fusion run_quality run_lifecycle run_perf reader_speed peers stores scale
 
 bench: $(VENV)/.bench-installed
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done

@@ -381,6 +381,26 @@ def fusion_avx2_section(result: Any) -> list[str]:
             ] + table(["set", "mode", *sets], rows)
 
 
+def reader_speed_section(result: Any) -> list[str]:
+    """ask() and the passage reader per CPU class and reader precision (bench/reader_speed.py)."""
+    classes = get(result, "classes", default={})
+    if not classes:
+        return []
+    meta = get(result, "meta", default={})
+    rows = [[f"{name} ({' '.join(part.get('flags_in_effect', []))})", part.get("embedder", "?"), precision,
+             fmt(r.get("reader_ms_p50")), fmt(r.get("reader_ms_p95")), fmt(r.get("ask_ms_p50")), fmt(r.get("ask_ms_p95")),
+             fmt(r.get("best_span_as_f32"), 3)]
+            for name, part in classes.items() for precision, r in part.get("runtimes", {}).items()]
+    return [f"## ask() per CPU class (`{get(meta, 'command', default='bench/reader_speed.py')}`)", "",
+            f"{get(meta, 'date', default='?')}, on {get(meta, 'machine', 'cpu', default='?')} "
+            f"({' '.join(get(meta, 'machine', 'cpu_flags', default=[]))}); avx2 is this CPU emulating an AVX2-only one "
+            "(as embed_speed.py). The seed questions, each class in a process of its own, the reader's precisions taking "
+            "turns round by round: the reader alone on the top passage, then QABot.ask(). The reader runs bf16 only "
+            "with native bf16, float32 elsewhere.", ""
+            ] + table(["class (flags in effect)", "embedder", "reader", "reader p50 ms", "reader p95 ms", "ask p50 ms",
+                       "ask p95 ms", "best span as f32"], rows)
+
+
 def scale_section(scale: Any) -> list[str]:
     rows = get(scale, "rows", default=[])
     if not rows:
@@ -476,7 +496,7 @@ def main() -> None:
     args = parser.parse_args()
     data = {name: load(f"{name}.json", args.results)
             for name in ("perf", "peers", "quality", "embed_speed", "embed_speed_avx2", "ov_kernels", "precision_quality",
-                         "precision_quality_avx2", "fusion_avx2", "scale", "lifecycle", "stores")}
+                         "precision_quality_avx2", "fusion_avx2", "reader_speed", "scale", "lifecycle", "stores")}
     found = [name for name, value in data.items() if value is not None]
     perf, peers = data["perf"], data["peers"]
     lines = [
@@ -505,6 +525,7 @@ def main() -> None:
         "python bench/run_quality.py     # recall and answers -> quality.json, docs/quality.md",
         "python bench/run_lifecycle.py   # incremental updates -> lifecycle.json",
         "python bench/run_perf.py        # build, query latency, concurrency, cold start -> perf.json",
+        "python bench/reader_speed.py    # ask() and the passage reader per CPU class -> reader_speed.json",
         "python bench/peers.py           # qa-bot vs txtai, LangChain ensemble, BM25 on DRCD -> peers.json",
         "python bench/stores.py          # FAISS vs Milvus store on DRCD -> stores.json",
         "python bench/scale.py           # 10k, 100k, 1M passages -> scale.json",
@@ -523,6 +544,7 @@ def main() -> None:
     lines += precision_section(data["precision_quality"])
     lines += precision_section(data["precision_quality_avx2"], "Precision and quality on AVX2 only (`--avx2`)")
     lines += fusion_avx2_section(data["fusion_avx2"])
+    lines += reader_speed_section(data["reader_speed"])
     lines += scale_section(data["scale"])
     lines += stores_section(data["stores"])
     lines += lifecycle_section(data["lifecycle"])

@@ -469,6 +469,12 @@ def _assert_within_bound(emb: Embedder, fp32, bound: float) -> None:
         assert cos.min() >= bound, cos.min()
 
 
+def test_onnxruntime_query_threads_do_not_spin_into_the_reader(ort_embedder: Embedder) -> None:
+    """ask() runs the passage reader right after the query: the query session's threads must not keep its cores."""
+    options = ort_embedder._query_session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_onnxruntime_bulk_equals_single_texts(ort_embedder: Embedder) -> None:
     """The two-stream path gives each text its own vector, in input order, the same as alone: dynamic int8
     scales activations per run, and each passage runs alone."""
