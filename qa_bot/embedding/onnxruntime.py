@@ -97,9 +97,11 @@ class ONNXRuntimeEmbedder:
     Queries run on a session using all cores whose threads sleep as soon as a run ends: by default ONNX
     Runtime's keep spinning for a while, on the cores the passage reader (OpenVINO) needs next in ask().
     ask() p50 over the seed questions 97.2 -> 78.6 ms and 103.8 -> 86.8 ms in two runs (retrieve() alone
-    6.4 -> 7.5 ms; AVX2 emulated, flags in effect avx2 fma; one-off, 2026-12-05). Passages run one per run on a one-thread session,
-    ``STREAMS`` at once (ONNX Runtime releases the GIL while it runs): like OpenVINO's throughput mode, no
-    synchronisation between cores inside a run: 1.4x one two-thread run of whole batches (docs/architecture.md).
+    6.4 -> 7.5 ms; AVX2 emulated, flags in effect avx2 fma; one-off, 2026-12-05).
+
+    Passages run one per run on a one-thread session, ``STREAMS`` at once (ONNX Runtime releases the GIL
+    while it runs): like OpenVINO's throughput mode, no synchronisation between cores inside a run: 1.4x one
+    two-thread run of whole batches (docs/architecture.md).
     """
 
     backend = "onnxruntime"
