@@ -259,3 +259,14 @@ def test_calibration_error_is_measured_against_answerable():
     # Bin 9: 0.95 vs 1.0 (half the rows); bin 0: 0.05 vs 0.5 (the other half).
     assert _calibration_error(rows) == pytest.approx(0.5 * 0.05 + 0.5 * 0.45)
     assert _calibration_error([]) is None
+
+
+def test_the_ranker_takes_the_strongest_regularisation_within_one_standard_error():
+    from bench.train_answer import one_standard_error
+
+    sizes = {"drcd": 400, "cmrc": 200}
+    by_corpus = {0.1: {"drcd": 0.880, "cmrc": 0.760}, 10.0: {"drcd": 0.880, "cmrc": 0.755},
+                 100.0: {"drcd": 0.850, "cmrc": 0.700}}
+    scores = {l2: sum(top.values()) / 2 for l2, top in by_corpus.items()}
+    assert one_standard_error(scores, by_corpus, sizes) == 10.0  # 0.0025 behind the best: a question, not the model
+    assert one_standard_error(scores, by_corpus, {"drcd": 40_000, "cmrc": 20_000}) == 0.1  # now a real difference
