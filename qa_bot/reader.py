@@ -165,16 +165,13 @@ def merged_network(folder: str, state: dict[str, np.ndarray]) -> Any:
 
 
 def load_tokenizer(folder: str | Path) -> Any:
-    """The model folder's tokenizer.json through the ``tokenizers`` library, cutting question + passage to
-    MAX_TOKENS the longer first, as transformers' AutoTokenizer does (the same ids and offsets on 16,023
-    DRCD / CMRC pairs, 2026-12-05; tests/test_reader.py checks a few): AutoTokenizer imports torch, which
-    held ~200 MB more of a bot's memory (1,136 MB against 941 after a first read, 2026-12-05)."""
-    from tokenizers import Tokenizer
+    """The model folder's tokenizer, cutting question + passage to MAX_TOKENS the longer first, as transformers'
+    AutoTokenizer does (the same ids and offsets on 16,023 DRCD / CMRC pairs, 2026-12-05; tests/test_reader.py
+    checks a few): AutoTokenizer imports torch, which held ~200 MB more of a bot's memory (1,136 MB against
+    941 after a first read, 2026-12-05)."""
+    from .embedding.base import load_tokenizer as tokenizer_json
 
-    tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(MAX_TOKENS, strategy="longest_first")
-    return tokenizer
+    return tokenizer_json(folder, MAX_TOKENS)
 
 
 def encode(tokenizer: Any, question: str, passage: str) -> tuple[list[int], list[tuple[int, int]]]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,6 +59,18 @@ def encode_longest_first(
         if progress is not None:
             progress(min(start + batch_size, n), n)
     return out
+
+
+def load_tokenizer(folder: str | Path, max_length: int = MAX_SEQ_LENGTH) -> Any:
+    """The model folder's tokenizer.json through the ``tokenizers`` library (what sentence-transformers loads,
+    without importing transformers and torch): no padding, texts (and pairs, the longer first) cut to
+    ``max_length`` tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length, strategy="longest_first")
+    return tokenizer
 
 
 def padded_batch(ids: list[list[int]], pad: int = 1) -> tuple[np.ndarray, np.ndarray]:

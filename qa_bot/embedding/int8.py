@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import MAX_SEQ_LENGTH
+from .base import load_tokenizer
 from .cache import build_once, write_json
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,10 @@ def quantize_model(xml: Path, tokenizer_json: Path, out_dir: Path) -> None:
     Weights per output channel, activations per tensor (NNCF's transformer recipe: SmoothQuant,
     then min-max ranges, then bias correction); the graph's pooling and normalisation stay float.
     """
-    from tokenizers import Tokenizer
-
     nncf = import_nncf()
     import openvino as ov
-    tokenizer = Tokenizer.from_file(str(tokenizer_json))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(MAX_SEQ_LENGTH)
+
+    tokenizer = load_tokenizer(tokenizer_json.parent)
 
     def inputs(text: str) -> dict[str, np.ndarray]:
         ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)

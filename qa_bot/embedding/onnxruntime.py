@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first, padded_batch
+from .base import (
+    PASSAGE_PROMPT,
+    QUERY_PROMPT,
+    Progress,
+    encode_longest_first,
+    load_tokenizer,
+    padded_batch,
+)
 from .cache import build_once, write_json
 
 log = logging.getLogger(__name__)
@@ -109,7 +116,6 @@ class ONNXRuntimeEmbedder:
 
     def __init__(self, folder: Path, model_id: str):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.model_id = model_id
         path = str(onnx_int8(folder))
@@ -122,9 +128,7 @@ class ONNXRuntimeEmbedder:
         self._pool = ThreadPoolExecutor(STREAMS, thread_name_prefix="qa-bot-onnxruntime")
         self._bulk_lock = threading.Lock()
         # The same tokenizer.json sentence-transformers loads (as the OpenVINO runtime).
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_SEQ_LENGTH)
+        self.tokenizer = load_tokenizer(folder)
         self.dim = int(self._run(self._query_session, self.token_ids([QUERY_PROMPT + "ok"])).shape[1])
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import MAX_SEQ_LENGTH, PASSAGE_PROMPT, QUERY_PROMPT, Progress, encode_longest_first, padded_batch
+from .base import (
+    PASSAGE_PROMPT,
+    QUERY_PROMPT,
+    Progress,
+    encode_longest_first,
+    load_tokenizer,
+    padded_batch,
+)
 from .cache import build_once, write_json
 from .precision import PRECISIONS, choose_precision
 
@@ -160,8 +167,6 @@ class OpenVINOModel:
     """
 
     def __init__(self, folder: Path, precision: str | None = None):
-        from tokenizers import Tokenizer
-
         ov = self._ov = import_openvino()
         self.precision = precision or choose_precision()
         if self.precision not in PRECISIONS:
@@ -176,9 +181,7 @@ class OpenVINOModel:
         self.dim = int(self._model.outputs[0].get_partial_shape()[1].get_length())
         # The same tokenizer.json sentence-transformers loads (ids checked equal in the tests);
         # its normaliser and Unigram model never treat "<s>" etc. in the text as special.
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_SEQ_LENGTH)
+        self.tokenizer = load_tokenizer(folder)
         self._compiled: dict[str, Any] = {}
         self._latency_lock = threading.Lock()
         self._bulk_lock = threading.Lock()
