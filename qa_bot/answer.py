@@ -29,7 +29,16 @@ from .reader import Reading, load_reader
 from .records import Passage
 from .short_answer import best_span
 from .stores.bm25 import idf
-from .textnorm import ENGLISH_STOPWORDS, has_cjk, latin_words, pinyin_tokens, script_of, to_simplified, tokenize
+from .textnorm import (
+    ENGLISH_STOPWORDS,
+    cjk_runs,
+    has_cjk,
+    latin_words,
+    pinyin_tokens,
+    script_of,
+    to_simplified,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -145,7 +154,7 @@ def contextual_query(question: str, history: list | None) -> str:
 class SentencePicker:
     """Scores sentences by idf-weighted overlap with the question.
 
-    Chinese questions: Simplified character uni+bigrams. Questions without CJK: their
+    Chinese questions: Simplified character uni+bigrams. English questions: their
     words against the pinyin of the sentence ("Shandong" ~ 山東), the only lexical
     bridge from English to Chinese text.
     """
@@ -160,20 +169,24 @@ class SentencePicker:
         """Content tokens of the question with their idf.
 
         cross_lingual (an English question, Chinese passages): only words the corpus knows
-        count — pinyin of names and places — since no other English word can match.
+        count — pinyin of names and places — since no other English word can match. Chinese terms an
+        English question quotes (雙促進) count as they would in a Chinese question.
         """
-        if not has_cjk(question):
+        if script_of(question) == "en":
             words = latin_words(question)
             self.idf.fetch(words)
             self._pinyin_idf.fetch(words)
+            quoted = tokenize(" ".join(cjk_runs(question)))
+            self.idf.fetch(quoted)
+            terms = Counter({t: self.idf.get(t, self.default_idf) for t in quoted})
 
             def known(word: str) -> float | None:  # words of Latin-script text, else pinyin of names
                 return self.idf.get(word, self._pinyin_idf.get(word))
 
             if cross_lingual:
-                return Counter({w: idf for w in latin_words(question) if (idf := known(w)) is not None})
+                return terms + Counter({w: idf for w in latin_words(question) if (idf := known(w)) is not None})
             words = [w for w in latin_words(question, pairs=False) if w not in ENGLISH_STOPWORDS]
-            return Counter({w: idf if (idf := known(w)) is not None else self.default_idf for w in words})
+            return terms + Counter({w: idf if (idf := known(w)) is not None else self.default_idf for w in words})
         tokens = tokenize(_QUESTION_WORDS.sub(" ", to_simplified(question)))
         self.idf.fetch(tokens)
         return Counter({t: self.idf.get(t, self.default_idf) for t in tokens})
@@ -233,7 +246,7 @@ class AnswerSettings:
 
     Chinese questions: the top passage's dense cosine must reach min_similarity, and
     below confident_similarity the best sentence must also share min_overlap of the
-    question's content. Questions without CJK cannot be matched lexically against
+    question's content. English questions cannot be matched lexically against
     Chinese text, so the best sentence's cosine must reach min_sentence_similarity.
     """
 
@@ -241,7 +254,7 @@ class AnswerSettings:
     confident_similarity: float = 0.83
     min_overlap: float = 0.35
     min_sentence_similarity: float = 0.77
-    min_english_similarity: float = 0.75  # top passage's cosine, for questions without CJK
+    min_english_similarity: float = 0.75  # top passage's cosine, for English questions
     min_pinyin_overlap: float = 0.5  # ... or the question's names (in pinyin) are in the best sentence
     min_pinyin_similarity: float = 0.70  # ... and the passage is at least this close
     min_quote_chars: int = 6  # a lone credit line ("新華社") is no quotation
@@ -274,13 +287,14 @@ def compose(
 ) -> Answer:
     """Choose the sentences that answer the question and assemble the cited answer.
 
-    Questions with CJK go through the hybrid layer (_compose_hybrid: learned confidence, hand-set
-    quotes); questions without CJK and follow-ups completed from the history (query != question) keep
-    the hand-set picker (AnswerSettings): the model was trained on self-contained Chinese questions only.
+    Chinese questions go through the hybrid layer (_compose_hybrid: learned confidence, hand-set
+    quotes); English questions (script_of: mostly Latin words, also when they quote a Chinese term) and
+    follow-ups completed from the history (query != question) keep the hand-set picker (AnswerSettings):
+    the model was trained on self-contained Chinese questions only.
     layer="old" forces the hand-set picker and layer="learned" quotes the ranker's own choice (the
     earlier answer layers, kept for the side-by-side benchmark in bench/train_answer.py).
     sentence_similarity[i][j], when given, is the dense cosine of the question with
-    sentence j of passage i (used by the hand-set picker for questions without CJK).
+    sentence j of passage i (used by the hand-set picker for English questions).
     """
     language = script_of(question)
     if not passages:
@@ -292,7 +306,7 @@ def compose(
         weights = Counter({t: 2 * w for t, w in weights.items()}) + Counter(
             {t: 0.5 * w for t, w in picker.weights(query, cross_lingual).items()}
         )
-    if layer != "old" and has_cjk(question) and query == question:
+    if layer != "old" and language != "en" and query == question:
         return _compose_hybrid(
             question, query, passages, store, picker, weights, model or default_model(), settings, layer == "learned"
         )

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 REFRESH_SECONDS = 5.0  # how often a shared store (Milvus) is checked for other servers' writes
-SENTENCE_VECTORS = 4096  # sentence embeddings a bot keeps for questions without CJK (~6 MB at 384 dimensions)
+SENTENCE_VECTORS = 4096  # sentence embeddings a bot keeps for English questions (~6 MB at 384 dimensions)
 
 
 @dataclass
@@ -270,15 +270,15 @@ class QABot:
         return compose(question, query, passages, store, self._picker_for(store), similarity)
 
     def _sentence_similarity(self, passages: list[Passage], query_vector: np.ndarray) -> list[list[float]]:
-        """Dense cosine of the question with each sentence of the passages (questions without CJK)."""
+        """Dense cosine of the question with each sentence of the passages (English questions)."""
         spans = [sentence_spans(p.text) for p in passages]
         sentences = [p.text[s:e] for p, passage_spans in zip(passages, spans) for s, e in passage_spans]
         scores = iter((self._embed_sentences(sentences) @ query_vector).tolist())
         return [[next(scores) for _ in passage_spans] for passage_spans in spans]
 
     def _embed_sentences(self, sentences: list[str]) -> np.ndarray:
-        """The sentences' embeddings, each computed once while among the last SENTENCE_VECTORS used: questions
-        without CJK re-read the same top passages, and embedding their sentences took ~190 ms of each such
+        """The sentences' embeddings, each computed once while among the last SENTENCE_VECTORS used: English
+        questions re-read the same top passages, and embedding their sentences took ~190 ms of each such
         answer (docs/benchmarks.md). A kept vector may differ from a fresh one in its last digits, as two
         fresh batches padded differently already do."""
         with self._sentence_lock:

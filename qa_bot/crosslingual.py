@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from .textnorm import ENGLISH_STOPWORDS, latin_words, pinyin_tokens, to_simplified
+from .textnorm import ENGLISH_STOPWORDS, cjk_runs, latin_words, pinyin_tokens, to_simplified
 
 MIN_TERMS_FOUND = 2  # "two of the question's words": one shared word (capital ~ 首都) is a coincidence
 MAX_PHRASE_WORDS = 3  # "whole province" ~ 全省, "answer sheet" ~ 答卷
@@ -72,12 +72,14 @@ def _lookup(dictionary: dict[str, frozenset[str]], phrase: str) -> frozenset[str
 
 def terms_found(question: str, text: str) -> int:
     """How many of the question's terms the (Chinese) text holds: a translation, or the pinyin of a
-    name, alone or joined with the word next to it ("Ji Lin" ~ 吉林)."""
+    name, alone or joined with the word next to it ("Ji Lin" ~ 吉林), or a Chinese term the question
+    quotes (雙促進)."""
     simplified = to_simplified(text)
+    quoted = sum(term in simplified for term in cjk_runs(question))
     pinyin = set(pinyin_tokens(text))
     terms = question_terms(question)
     phrases = ["", *(phrase.replace(" ", "") for phrase, _ in terms), ""]
-    return sum(
+    return quoted + sum(
         any(word in simplified for word in translations)
         or bool({phrases[k + 1], phrases[k] + phrases[k + 1], phrases[k + 1] + phrases[k + 2]} & pinyin)
         for k, (_, translations) in enumerate(terms)

@@ -51,6 +51,11 @@ def has_cjk(text: str) -> bool:
     return _HAS_CJK.search(text) is not None
 
 
+def cjk_runs(text: str) -> list[str]:
+    """The runs of CJK ideographs in the text, Simplified: the Chinese terms an English question quotes (雙促進)."""
+    return _TOKEN_SPLIT.findall(to_simplified(text))
+
+
 def script_of(text: str) -> str:
     """'zh-hant', 'zh-hans' or 'en': the script a question is written in.
 

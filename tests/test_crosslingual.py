@@ -33,6 +33,21 @@ def test_names_count_through_their_pinyin():
     assert terms_found("Who is the chairman in Guangdong?", "山東省政協主席") == 1
 
 
+def test_a_chinese_term_quoted_in_an_english_question_counts():
+    assert terms_found('What does "雙聯" mean?', "形成六有、雙聯（黨組成員聯繫黨員委員）") == 1
+    assert terms_found('What does "双联" mean?', "形成六有、雙聯") == 1  # compared in Simplified
+    assert terms_found('What does "雙聯" mean?', "形成六有") == 0
+
+
+@pytest.mark.slow
+def test_english_question_quoting_a_chinese_term_is_answered_in_english(seed_bot):
+    """An English question is English even with a Chinese term in it: the English layer answers it (the model
+    of the Chinese layer was trained on Chinese questions only and refused these) and the term counts."""
+    answer = seed_bot.ask('What new platforms such as "網上議政廳" did Fujian create for its members?')
+    assert answer.found and answer.language == "en"
+    assert "網上議政廳" in answer.text
+
+
 def test_answerable_english_seed_questions_find_their_words_off_topic_ones_do_not():
     assert all(terms_found(item["question"], SEED_TEXT) >= MIN_TERMS_FOUND for item in ENGLISH_SEED_QUESTIONS)
     assert all(terms_found(question, SEED_TEXT) < MIN_TERMS_FOUND for question in OFF_TOPIC)
