@@ -42,6 +42,7 @@ from bench.datasets import (  # noqa: E402
     ROOT,
     SEED_QUESTIONS,
     SEEDS,
+    machine,
     read_jsonl,
     write_result,
 )
@@ -747,7 +748,8 @@ def markdown(results: dict) -> str:
                    ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"))
     lines.append("| all | ask() p50 ms | " + " | ".join(str(seed[layer]["ask_ms_p50"]) for layer in LAYERS) + " |")
     lines += ["", "ask_ms: retrieval + answer layer, the layers interleaved question by question in the same run "
-              "(machine in the results file's `meta`; other jobs shared its 2 cores, so compare the columns, "
+              f"(CPU flags: {' '.join(results['machine']['cpu_flags'])}; the reader runs bf16 only with avx512_bf16, "
+              "docs/benchmarks.md \"ask() per CPU class\"; other jobs may have shared the 2 cores, so compare the columns, "
               "not the absolute values, with docs/benchmarks.md)."]
     return "\n".join(lines) + "\n"
 
@@ -778,6 +780,7 @@ def main() -> None:
         "validation": evaluate(bots, items, model, "validation"),
         "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
         "seed": evaluate_seed(model),
+        "machine": machine(),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_result("answer_model", results)
