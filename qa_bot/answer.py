@@ -488,10 +488,12 @@ def _assemble(
     question: str, query: str, passages: list[Passage], store: Store, chosen: list[_Candidate], confidence: float
 ) -> Answer:
     """Quotes in document order, each quoted text once and none inside another (two documents may hold the
-    same sentence, and a widened quote may hold another passage's); the quoted passages cited first."""
+    same sentence, and a widened quote may hold another passage's), neighbours joined (_join_adjacent); the
+    quoted passages cited first."""
     unique = {passages[c.citation - 1].text[c.start : c.end]: c for c in reversed(chosen)}  # best one kept
     chosen = sorted((c for text, c in unique.items() if not any(text in other and text != other for other in unique)),
                     key=lambda c: (c.citation, c.start))
+    chosen = _join_adjacent(chosen, passages)
     # Cite only the passages quoted, numbered in order; the rest follow as further reading.
     order = list(dict.fromkeys(c.citation for c in chosen))
     order += [n for n in range(1, len(passages) + 1) if n not in order]
@@ -509,6 +511,21 @@ def _assemble(
         )
     text = "".join(f"{q.text}[{q.citation}]" for q in quotes)
     return Answer(text, citations, True, quotes, script_of(question), query, confidence=confidence)
+
+
+def _join_adjacent(chosen: list[_Candidate], passages: list[Passage]) -> list[_Candidate]:
+    """Quotes (in passage order) that follow each other in one passage's line become one: an answer over two
+    sentences reads, and is found, as one excerpt, not cut by a [n] (CMRC's gold answers often run over two)."""
+    joined: list[_Candidate] = []
+    for c in chosen:
+        last = joined[-1] if joined else None
+        if last and last.citation == c.citation and last.end <= c.start:
+            gap = passages[c.citation - 1].text[last.end : c.start]
+            if not gap.strip() and "\n" not in gap:
+                joined[-1] = _Candidate(c.citation, last.start, c.end, max(last.score, c.score))
+                continue
+        joined.append(c)
+    return joined
 
 
 def _is_heading_line(passage: Passage, start: int, end: int) -> bool:

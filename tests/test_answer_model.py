@@ -133,6 +133,25 @@ def test_no_quote_is_inside_another():
     assert answer.text == "土壤肥沃；因此，稻米豐收。[1]"
 
 
+def test_quotes_next_to_each_other_are_one_excerpt():
+    """Two sentences that follow each other in one passage are one quote with one [n]; not across a line break
+    (a heading is no part of the answer) nor across a sentence between them."""
+    from types import SimpleNamespace
+
+    from qa_bot.answer import _assemble, _Candidate
+
+    offsets = SimpleNamespace(original_offset=lambda position: position)
+    store = SimpleNamespace(chunks={0: offsets})
+    passage = Passage("甲地：\n土壤肥沃；因此，稻米豐收。雨水也多。", "a.txt", 0, 22, 1.0, chunk_id=0)
+    answer = _assemble("為何豐收？", "為何豐收？", [passage], store,
+                       [_Candidate(1, 9, 17, 0.7), _Candidate(1, 4, 9, 0.2)], 0.9)
+    assert answer.text == "土壤肥沃；因此，稻米豐收。[1]"
+    assert [(q.start, q.end, q.score) for q in answer.quotes] == [(4, 17, 0.7)]
+    apart = _assemble("為何豐收？", "為何豐收？", [passage], store,
+                      [_Candidate(1, 4, 9, 0.7), _Candidate(1, 17, 22, 0.2), _Candidate(1, 0, 3, 0.1)], 0.9)
+    assert apart.text == "甲地：[1]土壤肥沃；[1]雨水也多。[1]"
+
+
 @pytest.mark.slow
 def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
     """The reader's span runs over the ；: the best quote widens to both sentences, one quote that no [n]
