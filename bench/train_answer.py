@@ -613,6 +613,30 @@ def evaluate_seed(model: AnswerModel) -> dict:
             | {"ask_ms_p50": round(float(np.median(ms[variant])), 1)} for variant, groups in rows.items()}
 
 
+def evaluate_hardneg(model: AnswerModel) -> dict:
+    """The DRCD hard-negative corpus (bench/data/drcd-hardneg: every DRCD dev article plus, for 400 questions, a
+    copy of the gold paragraph with the answer deleted), never trained on; the three layers on its questions of
+    the validation and report splits (by article, as everywhere here), and on the report split's questions whose
+    answerless copy is ranked first. Its questions are DRCD dev's, so this checks a failure mode, not generality."""
+    from bench.fusion_data import SETS, open_bot
+
+    check = SETS["drcd-hardneg"]
+    bot = open_bot(check)
+    picker = SentencePicker(bot.store)
+    rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
+    for item in check.load_questions():
+        split = split_of(article_key("drcd", item["source"]))
+        if split == "train":
+            continue
+        passages = bot.retrieve(item["question"], k=5)
+        groups = [split] + (["report_copy_first"] if split == "report" and passages[0].source.startswith("neg-") else [])
+        for layer in LAYERS:
+            answer = compose(item["question"], item["question"], passages, bot.store, picker, model=model, layer=layer)
+            for group in groups:
+                rows[layer].setdefault(group, []).append(answer_row(answer, item["answers"]))
+    return {layer: {group: summarise(r) for group, r in groups.items()} for layer, groups in rows.items()}
+
+
 def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: str) -> dict:
     """Expected calibration error (10 bins) of the confidence against what it predicts (the documents answer
     the question), the found/refused trade-off, and the precision of the answers shown (best sentence holds a
@@ -747,6 +771,11 @@ def markdown(results: dict) -> str:
     lines += table(seed, {g: g for g in ("answerable", "near-topic", "offtopic")},
                    ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown"))
     lines.append("| all | ask() p50 ms | " + " | ".join(str(seed[layer]["ask_ms_p50"]) for layer in LAYERS) + " |")
+    lines += ["", "DRCD hard negatives (`bench/data/drcd-hardneg`: each of 400 questions' paragraph also indexed as a copy "
+              "with the answer deleted; never trained on, but its questions are DRCD dev's), validation and report "
+              "splits, and the report split's questions whose answerless copy ranks first:", "", *header]
+    lines += table(results["hardneg"], {"validation": "validation", "report": "report", "report_copy_first": "report, copy first"},
+                   ("answer_hit", "found", "short_shown", "short_exact_of_shown"))
     lines += ["", "ask_ms: retrieval + answer layer, the layers interleaved question by question in the same run "
               f"(CPU flags: {' '.join(results['machine']['cpu_flags'])}; the reader runs bf16 only with avx512_bf16, "
               "docs/benchmarks.md \"ask() per CPU class\"; other jobs may have shared the 2 cores, so compare the columns, "
@@ -780,6 +809,7 @@ def main() -> None:
         "validation": evaluate(bots, items, model, "validation"),
         "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
         "seed": evaluate_seed(model),
+        "hardneg": evaluate_hardneg(model),
         "machine": machine(),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)

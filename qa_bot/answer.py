@@ -34,6 +34,7 @@ from .textnorm import (
     cjk_runs,
     has_cjk,
     latin_words,
+    near_duplicates,
     pinyin_tokens,
     script_of,
     to_simplified,
@@ -336,10 +337,10 @@ def _compose_hybrid(
     "learned" layer).
     """
     language = script_of(question)
-    sentences = candidate_sentences(passages)
-    if not any(s.end - s.start >= settings.min_quote_chars for s in sentences):  # nothing long enough to quote
+    if not any(s.end - s.start >= settings.min_quote_chars for s in candidate_sentences(passages)):  # nothing to quote
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    reading = load_reader().read(question, passages[0].text)
+    passages, reading = _read_top(question, passages)
+    sentences = candidate_sentences(passages)
     features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
     best = int(np.argmax(shares))
@@ -369,6 +370,22 @@ def _compose_hybrid(
         p_exact = float(model.short_gate.probability(features))
         answer.short = _span_quote(first, passage, store, start, end, p_exact) if p_exact >= model.short_threshold else None
     return answer
+
+
+def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Reading]:
+    """The reader's reading of the top passage, the passages in the order the answer uses them.
+
+    Two versions of one text (an edited copy, a reprint, an older draft) can differ in just the answer, and the
+    copy without it may rank first. When the second passage is a near-duplicate of the first, both are read
+    and the one the reader less doubts holds an answer (lower P(no answer)) goes first: a rule chosen on the
+    DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate passages")."""
+    reader = load_reader()
+    reading = reader.read(question, passages[0].text)
+    if len(passages) > 1 and near_duplicates(passages[0].text, passages[1].text):
+        other = reader.read(question, passages[1].text)
+        if other.no_answer < reading.no_answer:
+            return [passages[1], passages[0], *passages[2:]], other
+    return passages, reading
 
 
 def _widen(

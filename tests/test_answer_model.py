@@ -174,6 +174,34 @@ def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
     assert narrow.found and not any(reason in q.text for q in narrow.quotes), narrow.text
 
 
+def test_near_duplicates_are_two_versions_of_one_text():
+    """An edited copy (one phrase gone, the other script) is a near-duplicate; a caption whose words a longer
+    passage repeats is not, nor are two paragraphs of one article."""
+    from qa_bot.textnorm import near_duplicates, to_simplified
+
+    copy = TEA.replace("；因此，茶葉品質優良", "")
+    assert near_duplicates(TEA, to_simplified(copy))
+    assert not near_duplicates("青山村位於山區。", TEA)
+    assert not near_duplicates(TEA, MARATHON)
+
+
+@pytest.mark.slow
+def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedder):
+    """An older copy of the document lacks the answer and is passage 1: both near-duplicates are read and the
+    answer comes from the one the reader finds it in, cited first."""
+    from qa_bot.answer import compose
+
+    bot = bot_over(tmp_path, real_embedder, "tea.txt", TEA)
+    (tmp_path / "docs" / "tea-draft.txt").write_text(TEA.replace("海拔一千兩百公尺", "地勢很高"), encoding="utf-8")
+    bot.update()
+    question = "青山村的海拔有多高？"
+    passages = sorted(bot.retrieve(question, k=5), key=lambda p: p.source != "tea-draft.txt")
+    assert passages[0].source == "tea-draft.txt"
+    answer = compose(question, question, passages, bot.store, bot._picker_for(bot.store))
+    assert answer.found and "一千兩百公尺" in answer.text, answer.text
+    assert answer.citations[0].source == "tea.txt"
+
+
 @pytest.mark.slow
 def test_near_topic_seed_questions_are_refused_more_than_by_the_hand_set_picker(seed_bot):
     """Questions about the seed article's people and places that it does not answer (tests/data, never
