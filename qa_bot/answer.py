@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -339,7 +340,7 @@ def _compose_hybrid(
     language = script_of(question)
     if not any(s.end - s.start >= settings.min_quote_chars for s in candidate_sentences(passages)):  # nothing to quote
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    passages, reading = _read_top(question, passages)
+    passages, reading, versions = _read_top(question, passages)
     sentences = candidate_sentences(passages)
     features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
@@ -361,6 +362,8 @@ def _compose_hybrid(
     if model.widen_tokens:
         read = [(s.start, s.end) for s in sentences if s.rank == 0]
         chosen = _widen(chosen, passages[0].text, read, reading.span(model.widen_tokens))
+    if versions:
+        chosen = _with_other_version(chosen, passages)
     answer = _assemble(question, query, passages, store, chosen, confidence)
     first = best_quote(answer)
     passage = answer.citations[first.citation - 1]
@@ -372,8 +375,9 @@ def _compose_hybrid(
     return answer
 
 
-def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Reading]:
-    """The reader's reading of the top passage, the passages in the order the answer uses them.
+def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Reading, bool]:
+    """The reader's reading of the top passage, the passages in the order the answer uses them, and whether the
+    first two are versions of one text.
 
     Two versions of one text (an edited copy, a reprint, an older draft) can differ in just the answer, and the
     copy without it may rank first. When the second passage is a near-duplicate of the first, both are read
@@ -381,11 +385,31 @@ def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Re
     DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate passages")."""
     reader = load_reader()
     reading = reader.read(question, passages[0].text)
-    if len(passages) > 1 and near_duplicates(passages[0].text, passages[1].text):
-        other = reader.read(question, passages[1].text)
-        if other.no_answer < reading.no_answer:
-            return [passages[1], passages[0], *passages[2:]], other
-    return passages, reading
+    if len(passages) < 2 or not near_duplicates(passages[0].text, passages[1].text):
+        return passages, reading, False
+    other = reader.read(question, passages[1].text)
+    if other.no_answer < reading.no_answer:
+        return [passages[1], passages[0], *passages[2:]], other, True
+    return passages, reading, True
+
+
+def _with_other_version(chosen: list[_Candidate], passages: list[Passage]) -> list[_Candidate]:
+    """The best quote's counterpart in the other version (passages 1 and 2 are near-duplicates) joins the quotes
+    when it says something else: the reader may have preferred the wrong version, and where two versions of a
+    text disagree, the reader of the answer sees both, each cited. The counterpart is the other version's
+    sentences that a character diff carries the quote to; not quoted when the two differ only in script,
+    spacing or punctuation."""
+    best = max(chosen, key=lambda c: c.score)
+    if best.citation > 2:
+        return chosen
+    text, other = passages[best.citation - 1].text, passages[2 - best.citation].text
+    opcodes = SequenceMatcher(None, text, other, autojunk=False).get_opcodes()
+    first = next(j1 + (best.start - i1 if tag == "equal" else 0) for tag, i1, i2, j1, _ in opcodes if best.start < i2)
+    last = next(j1 + (best.end - i1) if tag == "equal" else j2 for tag, i1, i2, j1, j2 in opcodes if best.end <= i2)
+    spans = [(a, b) for a, b in sentence_spans(other) if a < last and b > first]  # none: the quote was cut out
+    if not spans or tokenize(other[spans[0][0] : spans[-1][1]]) == tokenize(text[best.start : best.end]):
+        return chosen
+    return [*chosen, _Candidate(3 - best.citation, spans[0][0], spans[-1][1], 0.0)]
 
 
 def _widen(

@@ -100,9 +100,14 @@ def tokenize(text: str) -> list[str]:
 NEAR_DUPLICATE = 0.7
 
 
+def shingles(text: str) -> set[str]:
+    """The Simplified text's character bigrams and words (tokenize's tokens of two or more characters)."""
+    return {token for token in tokenize(text) if len(token) > 1}
+
+
 def near_duplicates(a: str, b: str) -> bool:
-    """Whether two texts are mostly the same (NEAR_DUPLICATE of the longer's bigrams and words), scripts aside."""
-    x, y = ({token for token in tokenize(text) if len(token) > 1} for text in (a, b))
+    """Whether two texts are mostly the same (NEAR_DUPLICATE of the longer's shingles), scripts aside."""
+    x, y = shingles(a), shingles(b)
     return bool(x and y) and len(x & y) >= NEAR_DUPLICATE * max(len(x), len(y))
 
 

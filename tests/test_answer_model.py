@@ -200,6 +200,26 @@ def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedde
     answer = compose(question, question, passages, bot.store, bot._picker_for(bot.store))
     assert answer.found and "一千兩百公尺" in answer.text, answer.text
     assert answer.citations[0].source == "tea.txt"
+    assert [q.text for q in answer.quotes if answer.citations[q.citation - 1].source == "tea-draft.txt"] == ["青山村位於山區，地勢很高。"]
+
+
+def test_the_other_version_is_quoted_where_it_says_something_else():
+    """Passages 1 and 2 are versions of one text: the best quote's counterpart joins it when the wording differs,
+    not when only the script does, nor when the best quote is from another passage."""
+    from qa_bot.answer import _Candidate, _with_other_version
+    from qa_bot.textnorm import to_simplified
+
+    start = TEA.index("青山村位於")
+    end = TEA.index("。", start) + 1
+    best = _Candidate(1, start, end, 0.9)
+    draft = TEA.replace("海拔一千兩百公尺", "地勢很高")
+    versions = [Passage(TEA, "tea.txt", 0, len(TEA), 1.0), Passage(draft, "tea-draft.txt", 0, len(draft), 0.9)]
+    added = _with_other_version([best], versions)[1:]
+    assert [(c.citation, draft[c.start : c.end]) for c in added] == [(2, "青山村位於山區，地勢很高。")]
+    simplified = [versions[0], Passage(to_simplified(TEA), "tea-hans.txt", 0, len(TEA), 0.9)]
+    assert _with_other_version([best], simplified) == [best]
+    elsewhere = _Candidate(3, 0, 3, 0.9)
+    assert _with_other_version([elsewhere], versions) == [elsewhere]
 
 
 @pytest.mark.slow
