@@ -155,7 +155,8 @@ def test_quotes_next_to_each_other_are_one_excerpt():
 @pytest.mark.slow
 def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
     """The reader's span runs over the ；: the best quote widens to both sentences, one quote that no [n]
-    cuts; without widening (widen_tokens=0) the answer quotes one half."""
+    cuts; without widening (widen_tokens=0) and without a runner-up quote (which _join_adjacent would join
+    to it) the answer quotes one half."""
     import dataclasses
 
     from qa_bot.answer import compose
@@ -170,7 +171,7 @@ def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
         assert TEA[quote.start : quote.end] == quote.text
     passages = bot.retrieve(question, k=5)
     narrow = compose(question, question, passages, bot.store, bot._picker_for(bot.store),
-                     model=dataclasses.replace(shipped, widen_tokens=0))
+                     model=dataclasses.replace(shipped, widen_tokens=0, second_quote_share=1.1))
     assert narrow.found and not any(reason in q.text for q in narrow.quotes), narrow.text
 
 
