@@ -338,10 +338,12 @@ def _compose_hybrid(
     "learned" layer).
     """
     language = script_of(question)
-    if not any(s.end - s.start >= settings.min_quote_chars for s in candidate_sentences(passages)):  # nothing to quote
-        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    passages, reading, versions = _read_top(question, passages)
     sentences = candidate_sentences(passages)
+    if not any(s.end - s.start >= settings.min_quote_chars for s in sentences):  # nothing long enough to quote
+        return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
+    ordered, reading, versions = _read_top(question, passages)
+    if ordered is not passages:  # the near-duplicate second passage goes first: the sentences' ranks change
+        passages, sentences = ordered, candidate_sentences(ordered)
     features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
     best = int(np.argmax(shares))
@@ -376,8 +378,8 @@ def _compose_hybrid(
 
 
 def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Reading, bool]:
-    """The reader's reading of the top passage, the passages in the order the answer uses them, and whether the
-    first two are versions of one text.
+    """The reader's reading of the top passage, the passages in the order the answer uses them (the same list
+    unless the first two swap), and whether the first two are versions of one text.
 
     Two versions of one text (an edited copy, a reprint, an older draft) can differ in just the answer, and the
     copy without it may rank first. When the second passage is a near-duplicate of the first, both are read
