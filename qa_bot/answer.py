@@ -342,7 +342,7 @@ def _compose_hybrid(
     if not any(s.end - s.start >= settings.min_quote_chars for s in sentences):  # nothing long enough to quote
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
     ordered, reading, versions = _read_top(question, passages)
-    if ordered is not passages:  # the near-duplicate second passage goes first: the sentences' ranks change
+    if ordered is not passages:  # a near-duplicate moved: the sentences' ranks change
         passages, sentences = ordered, candidate_sentences(ordered)
     features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
@@ -379,39 +379,48 @@ def _compose_hybrid(
 
 def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Reading, bool]:
     """The reader's reading of the top passage, the passages in the order the answer uses them (the same list
-    unless the first two swap), and whether the first two are versions of one text.
+    unless a near-duplicate moves), and whether the first two are now versions of one text.
 
     Two versions of one text (an edited copy, a reprint, an older draft) can differ in just the answer, and the
-    copy without it may rank first. When the second passage is a near-duplicate of the first, both are read
-    and the one the reader less doubts holds an answer (lower P(no answer)) goes first: a rule chosen on the
-    DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate passages")."""
+    copy without it may rank first. When passage 2 or 3 is a near-duplicate of the first, both are read, the
+    pair become passages 1 and 2, and the one the reader less doubts holds an answer (lower P(no answer)) goes
+    first: rules chosen on the DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate
+    passages")."""
     reader = load_reader()
     reading = reader.read(question, passages[0].text)
-    if len(passages) < 2 or not near_duplicates(passages[0].text, passages[1].text):
+    twin = next((p for p in passages[1:PASSAGES_READ] if near_duplicates(passages[0].text, p.text)), None)
+    if twin is None:
         return passages, reading, False
-    other = reader.read(question, passages[1].text)
+    rest = [p for p in passages[1:] if p is not twin]
+    other = reader.read(question, twin.text)
     if other.no_answer < reading.no_answer:
-        return [passages[1], passages[0], *passages[2:]], other, True
-    return passages, reading, True
+        return [twin, passages[0], *rest], other, True
+    return [passages[0], twin, *rest], reading, True
 
 
 def _with_other_version(chosen: list[_Candidate], passages: list[Passage]) -> list[_Candidate]:
-    """The best quote's counterpart in the other version (passages 1 and 2 are near-duplicates) joins the quotes
+    """Each quote's counterpart in the other version (passages 1 and 2 are near-duplicates) joins the quotes
     when it says something else: the reader may have preferred the wrong version, and where two versions of a
-    text disagree, the reader of the answer sees both, each cited. The counterpart is the other version's
-    sentences that a character diff carries the quote to; not quoted when the two differ only in script,
-    spacing or punctuation."""
-    best = max(chosen, key=lambda c: c.score)
-    if best.citation > 2:
-        return chosen
-    text, other = passages[best.citation - 1].text, passages[2 - best.citation].text
+    text disagree, the reader of the answer sees both, each cited."""
+    added = []
+    for quote in chosen:
+        if quote.citation <= 2:
+            span = _counterpart(passages[quote.citation - 1].text, passages[2 - quote.citation].text, quote.start, quote.end)
+            if span:
+                added.append(_Candidate(3 - quote.citation, *span, 0.0))
+    return chosen + added
+
+
+def _counterpart(text: str, other: str, start: int, end: int) -> tuple[int, int] | None:
+    """The sentences of ``other`` that a character diff (difflib) carries text[start:end] to; None when the quote
+    was cut out, or when the two read the same but for script, spacing or punctuation."""
     opcodes = SequenceMatcher(None, text, other, autojunk=False).get_opcodes()
-    first = next(j1 + (best.start - i1 if tag == "equal" else 0) for tag, i1, i2, j1, _ in opcodes if best.start < i2)
-    last = next(j1 + (best.end - i1) if tag == "equal" else j2 for tag, i1, i2, j1, j2 in opcodes if best.end <= i2)
-    spans = [(a, b) for a, b in sentence_spans(other) if a < last and b > first]  # none: the quote was cut out
-    if not spans or tokenize(other[spans[0][0] : spans[-1][1]]) == tokenize(text[best.start : best.end]):
-        return chosen
-    return [*chosen, _Candidate(3 - best.citation, spans[0][0], spans[-1][1], 0.0)]
+    first = next(j1 + (start - i1 if tag == "equal" else 0) for tag, i1, i2, j1, _ in opcodes if start < i2)
+    last = next(j1 + (end - i1) if tag == "equal" else j2 for tag, i1, i2, j1, j2 in opcodes if end <= i2)
+    spans = [(a, b) for a, b in sentence_spans(other) if a < last and b > first]
+    if not spans or tokenize(other[spans[0][0] : spans[-1][1]]) == tokenize(text[start:end]):
+        return None
+    return spans[0][0], spans[-1][1]
 
 
 def _widen(

@@ -176,28 +176,63 @@ def test_a_reason_over_two_sentences_is_quoted_whole(tmp_path, real_embedder):
 
 
 def test_near_duplicates_are_two_versions_of_one_text():
-    """An edited copy (one phrase gone, the other script) is a near-duplicate; a caption whose words a longer
-    passage repeats is not, nor are two paragraphs of one article."""
+    """An edited copy (one phrase gone, the other script) is a near-duplicate, and so is a paragraph copied into a
+    longer passage; a caption whose words a longer passage repeats is not, nor are two paragraphs of one article."""
     from qa_bot.textnorm import near_duplicates, to_simplified
 
     copy = TEA.replace("；因此，茶葉品質優良", "")
     assert near_duplicates(TEA, to_simplified(copy))
-    assert not near_duplicates("青山村位於山區。", TEA)
+    assert near_duplicates(TEA.replace("四月", "春天") + MARATHON, TEA)  # under 0.7 of the longer's shingles in both
+    assert not near_duplicates("青山村位於山區，海拔一千兩百公尺。", TEA)
     assert not near_duplicates(TEA, MARATHON)
 
 
+def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3(monkeypatch):
+    """The copy without the answer ranks first and the original third: both are read, and the pair become
+    passages 1 and 2, the one whose reading less doubts an answer first."""
+    import qa_bot.answer as answer
+    from qa_bot.reader import Reading
+
+    draft = TEA.replace("海拔一千兩百公尺", "地勢很高")
+    passages = [Passage(draft, "draft.txt", 0, len(draft), 1.0), Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 0.9),
+                Passage(TEA, "tea.txt", 0, len(TEA), 0.8)]
+
+    class Reader:
+        def __init__(self, doubts: dict[str, float]):
+            self.doubts = doubts
+
+        def read(self, question: str, passage: str) -> Reading:
+            no_answer = np.sqrt(self.doubts[passage])
+            return Reading(np.array([no_answer, 1 - no_answer]), np.array([no_answer, 1 - no_answer]), [(0, 0), (0, 2)])
+
+    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.9, TEA: 0.1}))
+    ordered, reading, versions = answer._read_top("青山村的海拔有多高？", passages)
+    assert [p.source for p in ordered] == ["tea.txt", "draft.txt", "marathon.txt"] and versions
+    assert reading.no_answer == pytest.approx(0.1)
+    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.1, TEA: 0.9}))
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", passages)
+    assert [p.source for p in ordered] == ["draft.txt", "tea.txt", "marathon.txt"] and versions
+    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.9}))  # reading the marathon would fail
+    unrelated = passages[:2]
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated)
+    assert ordered is unrelated and not versions
+
+
 @pytest.mark.slow
-def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedder):
-    """An older copy of the document lacks the answer and is passage 1: both near-duplicates are read and the
-    answer comes from the one the reader finds it in, cited first."""
+@pytest.mark.parametrize("rank", [2, 3])
+def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedder, rank):
+    """An older copy of the document lacks the answer and is passage 1, the document passage ``rank``: both
+    near-duplicates are read and the answer comes from the one the reader finds it in, cited first."""
     from qa_bot.answer import compose
 
     bot = bot_over(tmp_path, real_embedder, "tea.txt", TEA)
     (tmp_path / "docs" / "tea-draft.txt").write_text(TEA.replace("海拔一千兩百公尺", "地勢很高"), encoding="utf-8")
+    (tmp_path / "docs" / "marathon.txt").write_text(MARATHON, encoding="utf-8")
     bot.update()
     question = "青山村的海拔有多高？"
-    passages = sorted(bot.retrieve(question, k=5), key=lambda p: p.source != "tea-draft.txt")
-    assert passages[0].source == "tea-draft.txt"
+    order = ["tea-draft.txt", "marathon.txt", "tea.txt"] if rank == 3 else ["tea-draft.txt", "tea.txt", "marathon.txt"]
+    passages = sorted(bot.retrieve(question, k=5), key=lambda p: order.index(p.source))
+    assert [p.source for p in passages] == order
     answer = compose(question, question, passages, bot.store, bot._picker_for(bot.store))
     assert answer.found and "一千兩百公尺" in answer.text, answer.text
     assert answer.citations[0].source == "tea.txt"
@@ -221,6 +256,23 @@ def test_the_other_version_is_quoted_where_it_says_something_else():
     assert _with_other_version([best], simplified) == [best]
     elsewhere = _Candidate(3, 0, 3, 0.9)
     assert _with_other_version([elsewhere], versions) == [elsewhere]
+
+
+def test_every_quote_of_two_versions_has_its_counterpart():
+    """Both quotes come from the version the reader kept; the other version words both differently: each
+    quote's counterpart is quoted, and the copy's (passage 2's) quote maps back to passage 1."""
+    from qa_bot.answer import _Candidate, _with_other_version
+
+    draft = TEA.replace("海拔一千兩百公尺", "地勢很高").replace("每年四月", "每年春天")
+    versions = [Passage(draft, "tea-draft.txt", 0, len(draft), 1.0), Passage(TEA, "tea.txt", 0, len(TEA), 0.9)]
+    first, last = (draft.index("青山村位於"), draft.index("高。") + 2), (draft.index("村民"), draft.index("春茶。") + 3)
+    quotes = [_Candidate(1, *first, 0.8), _Candidate(1, *last, 0.2)]
+    added = _with_other_version(quotes, versions)[2:]
+    assert [(c.citation, TEA[c.start : c.end]) for c in added] == [
+        (2, "青山村位於山區，海拔一千兩百公尺。"), (2, "村民多以種茶為生，每年四月採收春茶。")]
+    start = TEA.index("青山村位於")
+    back = _with_other_version([_Candidate(2, start, TEA.index("。", start) + 1, 0.8)], versions)[1:]
+    assert [(c.citation, draft[c.start : c.end]) for c in back] == [(1, "青山村位於山區，地勢很高。")]
 
 
 @pytest.mark.slow
