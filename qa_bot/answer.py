@@ -392,7 +392,7 @@ def _read_top(question: str, passages: list[Passage]) -> tuple[list[Passage], Re
     if twin is None:
         return passages, reading, False
     rest = [p for p in passages[1:] if p is not twin]
-    other = reader.read(question, twin.text)
+    other = reading if twin.text == passages[0].text else reader.read(question, twin.text)  # a file added twice
     if other.no_answer < reading.no_answer:
         return [twin, passages[0], *rest], other, True
     return [passages[0], twin, *rest], reading, True

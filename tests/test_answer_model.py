@@ -189,7 +189,8 @@ def test_near_duplicates_are_two_versions_of_one_text():
 
 def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3(monkeypatch):
     """The copy without the answer ranks first and the original third: both are read, and the pair become
-    passages 1 and 2, the one whose reading less doubts an answer first."""
+    passages 1 and 2, the one whose reading less doubts an answer first. Nothing else is read; a second copy of
+    the same text is not read again."""
     import qa_bot.answer as answer
     from qa_bot.reader import Reading
 
@@ -199,9 +200,10 @@ def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3(monkeypatch)
 
     class Reader:
         def __init__(self, doubts: dict[str, float]):
-            self.doubts = doubts
+            self.doubts, self.texts = doubts, []
 
         def read(self, question: str, passage: str) -> Reading:
+            self.texts.append(passage)
             no_answer = np.sqrt(self.doubts[passage])
             return Reading(np.array([no_answer, 1 - no_answer]), np.array([no_answer, 1 - no_answer]), [(0, 0), (0, 2)])
 
@@ -216,6 +218,11 @@ def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3(monkeypatch)
     unrelated = passages[:2]
     ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated)
     assert ordered is unrelated and not versions
+    reader = Reader({TEA: 0.5})  # the same file added twice is read once
+    monkeypatch.setattr(answer, "load_reader", lambda: reader)
+    twice = [passages[2], Passage(TEA, "tea (1).txt", 0, len(TEA), 0.8)]
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", twice)
+    assert ordered == twice and versions and reader.texts == [TEA]
 
 
 @pytest.mark.slow
