@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .reader import Reading
-from .textnorm import to_simplified, to_simplified_aligned, tokenize
+from .textnorm import pos_cut, to_simplified, to_simplified_aligned, tokenize
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
@@ -66,10 +66,8 @@ def question_type(question: str) -> str:
 @lru_cache(maxsize=4096)
 def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
     """(word, tag, start) of jieba's POS tagging of the Simplified text; offsets index `text`."""
-    import jieba.posseg  # ~1 s to load its dictionary: only when an answer is first composed
-
     words, position = [], 0
-    for pair in jieba.posseg.cut(to_simplified_aligned(text), HMM=False):  # the HMM for unknown words costs ~5 ms a sentence
+    for pair in pos_cut(to_simplified_aligned(text)):  # the HMM for unknown words costs ~5 ms a sentence
         words.append((pair.word, pair.flag, position))
         position += len(pair.word)
     return tuple(words)

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from .answer_model import QUESTION_TYPES, SpanModel, question_type
-from .textnorm import to_simplified, to_simplified_aligned
+from .textnorm import pos_cut, to_simplified, to_simplified_aligned
 
 MAX_SPAN_CHARS = 16  # 97.6 % of DRCD dev answers are at most this long
 MAX_SENTENCE_CHARS = 300  # longer "sentences" (lists without punctuation) are cut here
@@ -258,9 +258,7 @@ def _distances(mask: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarr
 
 @lru_cache(maxsize=1024)
 def _cut(text: str, hmm: bool) -> tuple[tuple[str, str], ...]:
-    import jieba.posseg  # ~1 s to load its dictionary: only when a short answer is first needed
-
-    return tuple((pair.word, pair.flag) for pair in jieba.posseg.cut(text, HMM=hmm))
+    return tuple((pair.word, pair.flag) for pair in pos_cut(text, hmm))
 
 
 def _boundaries(text: str, hmm: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

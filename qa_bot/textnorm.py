@@ -5,7 +5,9 @@ Conversion is only ever used for matching; users always see the original charact
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 
 import opencc
@@ -35,6 +37,16 @@ def to_simplified(text: str) -> str:
 def to_traditional(text: str) -> str:
     """Simplified -> Traditional (the reader's training data in the other script)."""
     return _s2t().convert(text)
+
+
+def pos_cut(text: str, hmm: bool = False) -> Iterator:
+    """jieba's part-of-speech tagging of ``text`` (pairs with .word and .flag). Its dictionary loads on first use
+    (~1 s), and jieba would log that load to stderr, into every `qa-bot ask`'s output."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.posseg.cut(text, HMM=hmm)
 
 
 def to_simplified_aligned(text: str) -> str:

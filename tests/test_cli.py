@@ -39,6 +39,7 @@ def test_list_retrieve_ask(index_dir, real_embedder):
     assert len(retrieved) == 3 and "徐立全" in retrieved[0]["text"]
     answer = run("ask", "交流會在哪裡召開？", "--index", str(index_dir))
     assert answer.returncode == 0 and "北京" in answer.stdout and "[1]" in answer.stdout and "line" in answer.stdout
+    assert "prefix dict" not in answer.stderr.lower(), answer.stderr  # jieba's loading lines stay out of the answer
     full = run("ask", "交流會在哪裡召開？", "--index", str(index_dir), "--passages")
     assert len(full.stdout) > len(answer.stdout)  # one line per citation unless --passages
     data = json.loads(run("ask", "六有是指甚麼？", "--index", str(index_dir), "--json").stdout)
