@@ -329,8 +329,8 @@ def _compose_hybrid(
 ) -> Answer:
     """The learned confidence decides found or refused; the quotes are the ranker's or the hand-set score's.
 
-    The passage reader reads the top passage once; its start / end probabilities per sentence feed
-    the ranker and its "no answer" the confidence. ``model.ranker_quotes`` (chosen on validation by
+    The passage reader reads the top passage (and a near-duplicate of it, _read_top); its start / end
+    probabilities per sentence feed the ranker and its "no answer" the confidence. ``model.ranker_quotes`` (chosen on validation by
     answer-hit) quotes the ranker's top sentence and the runner-up from second_quote_share; else
     the hand-set picker's (best sentence, up to MAX_QUOTES within keep_ratio), without its relevance
     thresholds: the confidence replaces them; the best quote then widens along the reader's span
