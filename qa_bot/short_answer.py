@@ -28,7 +28,7 @@ MAX_SENTENCE_CHARS = 300  # longer "sentences" (lists without punctuation) are c
 # Characters that end a candidate run. '·' (威廉·瓊斯), '.', ',' and '%' inside numbers stay.
 _BREAK = re.compile(r"[\s，。！？；：、,;:!?「」『』《》（）()\[\]【】“”\"'‘’…—]")
 _WH = re.compile(
-    r"什么时候|什么地方|什么人|什么|甚么|哪一年|哪一天|哪一位|哪一个|哪一|哪些|哪里|哪儿|哪个|哪位|哪|谁|几|多少|何时|何地|何人|何处|"
+    r"[什甚]么时候|[什甚]么地方|[什甚]么人|[什甚]么|哪一年|哪一天|哪一位|哪一个|哪一|哪些|哪里|哪儿|哪个|哪位|哪|谁|几|多少|何时|何地|何人|何处|"
     r"如何|怎样|怎么|为什么|为何"
 )
 _TRAILING = re.compile(r"[\s？?。！!呢吗呀啊]+$")

@@ -59,6 +59,10 @@ def test_question_types():
     assert question_type("第十三屆全國政協第二次會議在哪一天閉幕？") == "when"
     assert question_type("全國政協副主席有幾位？") == "number"
     assert question_type("六有是指甚麼？") == "other"
+    # 甚麼 stays 甚么 in Simplified (Hong Kong writes it so)
+    assert question_type("河南省政協甚麼時候召開黨組擴大會議？") == "when"
+    assert question_type("岳陽市政協主席叫甚麼名字？") == "who"
+    assert question_type("交流會在甚麼地方召開？") == "where"
 
 
 def test_question_coverage_sees_what_no_passage_mentions():
