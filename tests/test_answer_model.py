@@ -401,3 +401,15 @@ def test_the_ranker_takes_the_strongest_regularisation_within_one_standard_error
     scores = {l2: sum(top.values()) / 2 for l2, top in by_corpus.items()}
     assert one_standard_error(scores, by_corpus, sizes) == 10.0  # 0.0025 behind the best: a question, not the model
     assert one_standard_error(scores, by_corpus, {"drcd": 40_000, "cmrc": 20_000}) == 0.1  # now a real difference
+
+
+def test_the_short_answer_threshold_leaves_both_bars_a_margin():
+    """Of 8 questions, 6 have a proposed short answer: showing the top 5 (4 exact) keeps the shown bar 0.71 standard
+    errors clear and misses the exactness bar by 0.31; the top 3 (all exact) would miss the shown bar by 0.71."""
+    from bench.train_answer import _widest_margin
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    exact = np.array([True, True, True, False, True, False])
+    margin, threshold = _widest_margin(scores, exact, 8)
+    assert threshold == 0.5 and margin == pytest.approx((0.8 - 0.85) / np.sqrt(0.85 * 0.15 / 5))
+    assert _widest_margin(scores, exact, 6)[1] == 0.7  # of 6 questions, the top 3 (all exact) meet both bars
