@@ -68,7 +68,7 @@ from qa_bot.answer_model import (  # noqa: E402
 )
 from qa_bot.evaluate import is_exact  # noqa: E402
 from qa_bot.reader import MODEL_FILE as READER_FILE  # noqa: E402
-from qa_bot.reader import load_reader  # noqa: E402
+from qa_bot.reader import Reading, load_reader  # noqa: E402
 from qa_bot.retriever import Retriever  # noqa: E402
 from qa_bot.short_answer import MAX_SENTENCE_CHARS, span_candidates  # noqa: E402
 from qa_bot.textnorm import has_cjk, to_simplified_aligned  # noqa: E402
@@ -90,6 +90,10 @@ MEDIAN_CHARS = 50  # the issue's bound on the median answer length
 # MEDIAN_CHARS. At most 128 tokens (~150 characters, two or three sentences): a reason or a process, not the
 # paragraph that a longer reach quotes (192 / 320 tokens: one more validation answer, quotes up to 331 characters).
 WIDEN_TOKENS = (0, 64, 128)
+# When passage 2 is read too (passage 1's P(no answer) from REREAD_ABOVE; over 1: never) and when it goes first (its
+# P(no answer) under REREAD_RATIO times passage 1's), chosen together on validation by answer-hit.
+REREAD_ABOVE = (2.0, 0.5, 0.2, 0.1, 0.05, 0.02)
+REREAD_RATIO = (1.0, 0.5, 0.2)
 # Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
 OFF_TOPIC = [
     "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
@@ -189,6 +193,18 @@ def read_all(items: list[dict], passages: list[list]) -> list:
     readings = [reader.read(item["question"], found[0].text) if found else None for item, found in zip(items, passages)]
     path.write_bytes(pickle.dumps(readings))
     return readings
+
+
+class MemoReader:
+    """The passage reader, each reading kept: train() composes the validation questions once per setting."""
+
+    def __init__(self, rows: list[dict], items: list[dict]):
+        self.readings = {(i["question"], r["passages"][0].text): r["reading"] for i, r in zip(items, rows) if r["passages"]}
+
+    def read(self, question: str, passage: str) -> Reading:
+        if (question, passage) not in self.readings:
+            self.readings[question, passage] = load_reader().read(question, passage)
+        return self.readings[question, passage]
 
 
 def featurise(bots: dict[str, QABot], items: list[dict], passages: list[list]) -> list[dict]:
@@ -321,24 +337,34 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[
     silent = Logistic(np.zeros(width), np.ones(width), np.zeros(width), -10.0)  # no short answers while the quote rule is chosen
     model = AnswerModel(ranker, confidence, span, silent, found_threshold, 2.0, second_share)
     val_answerable = [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"]
-    by_rule = {rule: _answer_hit(bots, part["validation"], dataclasses.replace(model, ranker_quotes=rule))
-               for rule in (False, True)}  # model.widen_tokens is 0 here
-    quote_hits = {rule: hit for rule, (hit, _) in by_rule.items()}
+    reader = MemoReader(rows, items)
+
+    def outcome(changed: AnswerModel) -> tuple[float, float, float]:
+        return _answer_hit(bots, part["validation"], changed, reader)
+
+    by_rule = {rule: outcome(dataclasses.replace(model, ranker_quotes=rule)) for rule in (False, True)}  # no widening yet
+    quote_hits = {rule: hit for rule, (hit, _, _) in by_rule.items()}
     model = dataclasses.replace(model, ranker_quotes=quote_hits[True] > quote_hits[False])
-    reach = {0: by_rule[model.ranker_quotes]} | {
-        tokens: _answer_hit(bots, part["validation"], dataclasses.replace(model, widen_tokens=tokens))
-        for tokens in WIDEN_TOKENS if tokens}
+    # Answer-hit first, then unanswerable questions refused: a second reading may find an answer where none is.
+    rereads = {(above, ratio): outcome(dataclasses.replace(model, reread_above=above, reread_ratio=ratio))
+               for above in REREAD_ABOVE for ratio in REREAD_RATIO if above <= 1 or ratio == 1}
+    reread = max(rereads, key=lambda setting: (rereads[setting][0], rereads[setting][2]))
+    model = dataclasses.replace(model, reread_above=reread[0], reread_ratio=reread[1])
+    reach = {0: rereads[reread]} | {tokens: outcome(dataclasses.replace(model, widen_tokens=tokens))
+                                    for tokens in WIDEN_TOKENS if tokens}
     widen = max([t for t in WIDEN_TOKENS if reach[t][1] <= MEDIAN_CHARS] or [0], key=lambda t: reach[t][0])
     model = dataclasses.replace(model, widen_tokens=widen)
     drcd_questions = sum(item["corpus"] == "drcd" for item, _ in val_answerable)
-    gate, short_threshold, gate_chosen = train_short_gate(*short_rows(bots, val_answerable, model), drcd_questions)
+    gate, short_threshold, gate_chosen = train_short_gate(*short_rows(bots, val_answerable, model, reader), drcd_questions)
     model = dataclasses.replace(model, short_gate=gate, short_threshold=short_threshold)
     chosen = {
         "ranker_l2": l2_ranker, "ranker_top1_validation_by_l2": scores, "confidence_c": c_confidence,
         "unanswerable_refused_validation_by_c": refused, "found_threshold": found_threshold,
         "short_threshold": short_threshold, "second_quote_share": second_share,
         "answer_hit_validation_by_quote_rule": {"hand-set": quote_hits[False], "ranker": quote_hits[True]},
-        "widen_tokens": widen, "answer_hit_and_median_validation_by_widen_tokens": reach,
+        "reread_above": reread[0], "reread_ratio": reread[1],
+        "answer_hit_median_refused_validation_by_reread": {f"{above:g} {ratio:g}": v for (above, ratio), v in rereads.items()},
+        "widen_tokens": widen, "answer_hit_median_refused_validation_by_widen_tokens": reach,
         "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
         **span_chosen, **gate_chosen,
     }
@@ -416,19 +442,20 @@ def train_span(items: list[dict]) -> tuple[SpanModel, dict]:
                                          "span_train_sentences": len(groups)}
 
 
-def _validation_answers(bots: dict[str, QABot], pairs: list, model: AnswerModel):
+def _validation_answers(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: MemoReader):
     """(item, answer) for each question, the shipped layer run through compose() as at run time."""
     pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     for item, row in pairs:
         yield item, compose(item["question"], item["question"], row["passages"], bots[item["index"]].store,
-                            pickers[item["index"]], model=model)
+                            pickers[item["index"]], model=model, reader=reader)
 
 
-def short_rows(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def short_rows(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: MemoReader
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per answerable question answered by compose(): the gate's features of its proposed short answer (as
     compose() builds them), whether that span is exactly a gold answer, and the question's corpus."""
     x, right, corpus = [], [], []
-    for (item, row), (_, answer) in zip(pairs, _validation_answers(bots, pairs, model)):
+    for (item, row), (_, answer) in zip(pairs, _validation_answers(bots, pairs, model, reader)):
         if not answer.found:
             continue
         quote = best_quote(answer)
@@ -480,17 +507,19 @@ def _widest_margin(scores: np.ndarray, right: np.ndarray, questions: int) -> tup
     return best
 
 
-def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel) -> tuple[float, float]:
-    """Answer-hit of the shipped layer on the answerable questions, the mean over the two corpora, and the
-    median length of every answer given (as _second_quote_share measures it)."""
+def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: MemoReader) -> tuple[float, float, float]:
+    """Answer-hit of the shipped layer on the answerable questions (the mean over the two corpora), the median
+    length of every answer given (as _second_quote_share measures it) and the share of unanswerable questions refused."""
     hits: dict[str, list[bool]] = {}
-    chars = []
-    for item, answer in _validation_answers(bots, pairs, model):
+    chars, refused = [], []
+    for item, answer in _validation_answers(bots, pairs, model, reader):
         if item["kind"] == "answerable":
             hits.setdefault(item["corpus"], []).append(answer.found and holds(answer.text, item["answers"]))
+        else:
+            refused.append(not answer.found)
         if answer.found:
             chars.append(sum(len(q.text) for q in answer.quotes))
-    return float(np.mean([np.mean(h) for h in hits.values()])), float(np.median(chars))
+    return float(np.mean([np.mean(h) for h in hits.values()])), float(np.median(chars)), float(np.mean(refused))
 
 
 def _second_quote_share(pairs: list, ranked: list, found: np.ndarray) -> float:
@@ -518,7 +547,7 @@ def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
         "short_gate": model.short_gate.to_dict(), "found_threshold": model.found_threshold,
         "short_threshold": model.short_threshold, "second_quote_share": model.second_quote_share,
         "ranker_quotes": model.ranker_quotes,
-        "widen_tokens": model.widen_tokens,
+        "widen_tokens": model.widen_tokens, "reread_above": model.reread_above, "reread_ratio": model.reread_ratio,
     }
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -749,14 +778,19 @@ def markdown(results: dict) -> str:
     rule = ("the ranker's top sentence (and the runner-up from a ranker share chosen on validation), as `learned`"
             if by_rule["ranker"] > by_rule["hand-set"] else
             "the hand-set picker's (the best sentence and up to two more within keep_ratio of it)")
-    by_reach = results["model"]["answer_hit_and_median_validation_by_widen_tokens"]
-    widening = (f"the best quote widens to the sentences the reader's span of up to {results['model']['widen_tokens']} "
+    chosen = results["model"]
+    by_reach = chosen["answer_hit_median_refused_validation_by_widen_tokens"]
+    widening = (f"the best quote widens to the sentences the reader's span of up to {chosen['widen_tokens']} "
                 "tokens runs over (validation answer-hit and median answer by reach: "
-                + ", ".join(f"{tokens}: {hit:.4f} / {median:g}" for tokens, (hit, median) in by_reach.items()) + ")")
+                + ", ".join(f"{tokens}: {hit:.4f} / {median:g}" for tokens, (hit, median, _) in by_reach.items()) + ")")
+    rereading = (f"passage 2 is read too when passage 1's P(no answer) reaches {chosen['reread_above']:g}, and goes first when "
+                 f"its P(no answer) is under {chosen['reread_ratio']:g} times passage 1's (validation answer-hit / unanswerable "
+                 "refused by setting: " + ", ".join(f"{k}: {hit:.4f} / {refused:.4f}" for k, (hit, _, refused)
+                                                   in chosen["answer_hit_median_refused_validation_by_reread"].items()) + ")")
     lines = [ANSWER_SECTION, "",
              "What ships is the hybrid: the learned confidence (P(the documents answer the question)) decides found or "
              f"refused; the quotes are {rule}: the rule with the higher answer-hit on validation (ranker "
-             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); {widening}; the short answer is the passage reader's "
+             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); {rereading}; {widening}; the short answer is the passage reader's "
              "span inside the best quote (the span scorer's where the reader's lies outside it), shown when the short-answer gate's "
              "P(exact) clears its threshold. `learned` always quotes the ranker's sentences; `old` is "
              "the hand-set picker with its own thresholds.", "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -15,10 +16,12 @@ from qa_bot.answer_model import (
     SHORT_FEATURE_NAMES,
     AnswerModel,
     Logistic,
+    default_model,
     log_odds,
     question_coverage,
     question_type,
 )
+from qa_bot.reader import Reading
 from qa_bot.records import Passage
 
 MARATHON = """白水鎮馬拉松
@@ -191,42 +194,63 @@ def test_near_duplicates_are_two_versions_of_one_text():
     assert not near_duplicates(TEA, MARATHON)
 
 
-def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3(monkeypatch):
+class DoubtingReader:
+    """A fake reader: P(no answer) per passage text as given; it fails on any other passage and notes each read."""
+
+    def __init__(self, doubts: dict[str, float]):
+        self.doubts, self.texts = doubts, []
+
+    def read(self, question: str, passage: str) -> Reading:
+        self.texts.append(passage)
+        no_answer = np.sqrt(self.doubts[passage])  # a KeyError: a passage that should not have been read
+        return Reading(np.array([no_answer, 1 - no_answer]), np.array([no_answer, 1 - no_answer]), [(0, 0), (0, 2)])
+
+
+def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3():
     """The copy without the answer ranks first and the original third: both are read, and the pair become
     passages 1 and 2, the one whose reading less doubts an answer first. Nothing else is read; a second copy of
     the same text is not read again."""
-    import qa_bot.answer as answer
-    from qa_bot.reader import Reading
+    from qa_bot import answer
 
     draft = TEA.replace("海拔一千兩百公尺", "地勢很高")
     passages = [Passage(draft, "draft.txt", 0, len(draft), 1.0), Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 0.9),
                 Passage(TEA, "tea.txt", 0, len(TEA), 0.8)]
 
-    class Reader:
-        def __init__(self, doubts: dict[str, float]):
-            self.doubts, self.texts = doubts, []
-
-        def read(self, question: str, passage: str) -> Reading:
-            self.texts.append(passage)
-            no_answer = np.sqrt(self.doubts[passage])
-            return Reading(np.array([no_answer, 1 - no_answer]), np.array([no_answer, 1 - no_answer]), [(0, 0), (0, 2)])
-
-    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.9, TEA: 0.1}))
-    ordered, reading, versions = answer._read_top("青山村的海拔有多高？", passages)
+    never = dataclasses.replace(default_model(), reread_above=2.0)  # no second reading unless a near-duplicate
+    ordered, reading, versions = answer._read_top("青山村的海拔有多高？", passages, never, DoubtingReader({draft: 0.9, TEA: 0.1}))
     assert [p.source for p in ordered] == ["tea.txt", "draft.txt", "marathon.txt"] and versions
     assert reading.no_answer == pytest.approx(0.1)
-    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.1, TEA: 0.9}))
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", passages)
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", passages, never, DoubtingReader({draft: 0.1, TEA: 0.9}))
     assert [p.source for p in ordered] == ["draft.txt", "tea.txt", "marathon.txt"] and versions
-    monkeypatch.setattr(answer, "load_reader", lambda: Reader({draft: 0.9}))  # reading the marathon would fail
-    unrelated = passages[:2]
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated)
+    unrelated = passages[:2]  # reading the marathon would fail
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated, never, DoubtingReader({draft: 0.9}))
     assert ordered is unrelated and not versions
-    reader = Reader({TEA: 0.5})  # the same file added twice is read once
-    monkeypatch.setattr(answer, "load_reader", lambda: reader)
+    reader = DoubtingReader({TEA: 0.5})  # the same file added twice is read once
     twice = [passages[2], Passage(TEA, "tea (1).txt", 0, len(TEA), 0.8)]
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", twice)
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", twice, default_model(), reader)
     assert ordered == twice and versions and reader.texts == [TEA]
+
+
+def test_passage_2_is_read_when_the_reader_doubts_passage_1():
+    """Retrieval ranks the answer's passage second: when the reader doubts passage 1 (P(no answer) from
+    reread_above), passage 2 is read and goes first if the reader doubts it under reread_ratio times as much.
+    A passage the reader does not doubt is the only one read."""
+    from qa_bot import answer
+
+    caption = "資料圖片"
+    passages = [Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 1.0), Passage(TEA, "tea.txt", 0, len(TEA), 0.9),
+                Passage(caption, "caption.txt", 0, len(caption), 0.8)]
+    model = dataclasses.replace(default_model(), reread_above=0.5, reread_ratio=0.2)
+
+    question = "青山村的海拔有多高？"
+    ordered, reading, versions = answer._read_top(question, passages, model, DoubtingReader({MARATHON: 0.9, TEA: 0.1}))
+    assert [p.source for p in ordered] == ["tea.txt", "marathon.txt", "caption.txt"] and not versions
+    assert reading.no_answer == pytest.approx(0.1)
+    ordered, reading, _ = answer._read_top(question, passages, model, DoubtingReader({MARATHON: 0.9, TEA: 0.5}))
+    assert ordered is passages and reading.no_answer == pytest.approx(0.9)  # 0.5 is not under 0.2 x 0.9
+    reader = DoubtingReader({MARATHON: 0.4})
+    ordered, _, _ = answer._read_top(question, passages, model, reader)
+    assert ordered is passages and reader.texts == [MARATHON]
 
 
 @pytest.mark.slow
