@@ -287,7 +287,7 @@ def top1(ranker: Logistic, pairs: list) -> float:
     return float(np.mean([holds(r["texts"][int(np.argmax(ranker.score(r["features"])))], i["answers"]) for i, r in pairs]))
 
 
-def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[AnswerModel, dict]:
+def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: MemoReader) -> tuple[AnswerModel, dict]:
     """Fit ranker, confidence and span models on train; choose regularisation and thresholds on validation."""
     part = {s: [(i, r) for i, r in zip(items, rows) if i["split"] == s and len(r["labels"])] for s in ("train", "validation")}
     answerable = {s: [(i, r) for i, r in part[s] if i["kind"] == "answerable"] for s in part}
@@ -337,7 +337,6 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict]) -> tuple[
     silent = Logistic(np.zeros(width), np.ones(width), np.zeros(width), -10.0)  # no short answers while the quote rule is chosen
     model = AnswerModel(ranker, confidence, span, silent, found_threshold, 2.0, second_share)
     val_answerable = [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"]
-    reader = MemoReader(rows, items)
 
     def outcome(changed: AnswerModel) -> tuple[float, float, float]:
         return _answer_hit(bots, part["validation"], changed, reader)
@@ -442,8 +441,8 @@ def train_span(items: list[dict]) -> tuple[SpanModel, dict]:
                                          "span_train_sentences": len(groups)}
 
 
-def _validation_answers(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: MemoReader):
-    """(item, answer) for each question, the shipped layer run through compose() as at run time."""
+def _answers(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: MemoReader):
+    """(item, answer) for each question, the shipped layer run through compose() as at run time, ``reader`` reading."""
     pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     for item, row in pairs:
         yield item, compose(item["question"], item["question"], row["passages"], bots[item["index"]].store,
@@ -455,7 +454,7 @@ def short_rows(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader: 
     """Per answerable question answered by compose(): the gate's features of its proposed short answer (as
     compose() builds them), whether that span is exactly a gold answer, and the question's corpus."""
     x, right, corpus = [], [], []
-    for (item, row), (_, answer) in zip(pairs, _validation_answers(bots, pairs, model, reader)):
+    for (item, row), (_, answer) in zip(pairs, _answers(bots, pairs, model, reader)):
         if not answer.found:
             continue
         quote = best_quote(answer)
@@ -512,7 +511,7 @@ def _answer_hit(bots: dict[str, QABot], pairs: list, model: AnswerModel, reader:
     length of every answer given (as _second_quote_share measures it) and the share of unanswerable questions refused."""
     hits: dict[str, list[bool]] = {}
     chars, refused = [], []
-    for item, answer in _validation_answers(bots, pairs, model, reader):
+    for item, answer in _answers(bots, pairs, model, reader):
         if item["kind"] == "answerable":
             hits.setdefault(item["corpus"], []).append(answer.found and holds(answer.text, item["answers"]))
         else:
@@ -673,21 +672,16 @@ def evaluate_hardneg(model: AnswerModel) -> dict:
     return {layer: {group: summarise(r) for group, r in groups.items()} for layer, groups in rows.items()}
 
 
-def calibration(items: list[dict], rows: list[dict], model: AnswerModel, split: str) -> dict:
+def calibration(bots: dict[str, QABot], items: list[dict], rows: list[dict], model: AnswerModel, split: str,
+                reader: MemoReader) -> dict:
     """Expected calibration error (10 bins) of the confidence against what it predicts (the documents answer
-    the question), the found/refused trade-off, and the precision of the answers shown (best sentence holds a
-    gold answer) over the confidence threshold."""
+    the question), the found/refused trade-off, and the precision of the answers shown (the best quote holds a
+    gold answer) over the confidence threshold; each question composed as at run time, none refused."""
+    pairs = [(item, row) for item, row in zip(items, rows) if item["split"] == split]
     conf, correct, answerable = [], [], []
-    for item, row in zip(items, rows):
-        if item["split"] != split:
-            continue
-        if not len(row["labels"]):
-            conf.append(0.0)
-            correct.append(False)
-        else:
-            shares = model.ranker.shares(row["features"])
-            conf.append(float(model.confidence.probability(confidence_row(item, row, shares))))
-            correct.append(bool(item["answers"]) and bool(row["labels"][int(np.argmax(shares))]))
+    for item, answer in _answers(bots, pairs, dataclasses.replace(model, found_threshold=0.0), reader):
+        conf.append(answer.confidence)
+        correct.append(bool(item["answers"]) and answer.found and holds(best_quote(answer).text, item["answers"]))
         answerable.append(bool(item["answers"]))
     conf_a, correct_a, answerable_a = np.asarray(conf), np.asarray(correct), np.asarray(answerable)
     bins = np.minimum((conf_a * 10).astype(int), 9)
@@ -834,12 +828,13 @@ def main() -> None:
     bots, items = question_sets()
     passages = retrieve_all(bots, items)
     rows = featurise(bots, items, passages)
+    reader = MemoReader(rows, items)
     if args.evaluate:  # the choices made when the committed model was trained are kept from its results file
         previous = RESULTS / "answer_model.json"
         chosen = json.loads(previous.read_text(encoding="utf-8"))["model"] if previous.exists() else {}
         model = AnswerModel.load()
     else:
-        model, chosen = train(bots, items, rows)
+        model, chosen = train(bots, items, rows, reader)
         save(model)
         model = AnswerModel.load()
     results = {
@@ -848,7 +843,7 @@ def main() -> None:
         "model": {**chosen, "found_threshold": model.found_threshold, "short_threshold": model.short_threshold},
         "report": evaluate(bots, items, model, "report"),
         "validation": evaluate(bots, items, model, "validation"),
-        "calibration": {s: calibration(items, rows, model, s) for s in ("validation", "report")},
+        "calibration": {s: calibration(bots, items, rows, model, s, reader) for s in ("validation", "report")},
         "seed": evaluate_seed(model),
         "hardneg": evaluate_hardneg(model),
         "machine": machine(),

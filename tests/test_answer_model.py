@@ -274,6 +274,26 @@ def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedde
     assert [q.text for q in answer.quotes if answer.citations[q.citation - 1].source == "tea-draft.txt"] == ["青山村位於山區，地勢很高。"]
 
 
+@pytest.mark.slow
+def test_the_answer_in_passage_2_is_read_there(tmp_path, real_embedder):
+    """Retrieval ranks a passage without the answer first: the reader doubts it, reads passage 2 and the answer,
+    its short answer included, comes from there, cited first. Without the second reading it does not."""
+    from qa_bot.answer import compose
+
+    bot = bot_over(tmp_path, real_embedder, "marathon.txt", MARATHON)
+    (tmp_path / "docs" / "tea.txt").write_text(TEA, encoding="utf-8")
+    bot.update()
+    question = "白水鎮馬拉松的冠軍是誰？"
+    passages = sorted(bot.retrieve(question, k=5), key=lambda p: p.source != "tea.txt")
+    assert [p.source for p in passages] == ["tea.txt", "marathon.txt"]
+    answer = compose(question, question, passages, bot.store, bot._picker_for(bot.store))
+    assert answer.found and answer.short is not None and answer.short.text == "陳大文", answer.text
+    assert answer.citations[0].source == "marathon.txt"
+    never = dataclasses.replace(default_model(), reread_above=2.0)
+    once = compose(question, question, passages, bot.store, bot._picker_for(bot.store), model=never)
+    assert once.short is None or once.short.text != "陳大文"
+
+
 def test_the_other_version_is_quoted_where_it_says_something_else():
     """Passages 1 and 2 are versions of one text: the best quote's counterpart joins it when the wording differs,
     not when only the script does, nor when the best quote is from another passage."""
