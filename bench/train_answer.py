@@ -90,6 +90,10 @@ MEDIAN_CHARS = 50  # the issue's bound on the median answer length
 # MEDIAN_CHARS. At most 128 tokens (~150 characters, two or three sentences): a reason or a process, not the
 # paragraph that a longer reach quotes (192 / 320 tokens: one more validation answer, quotes up to 331 characters).
 WIDEN_TOKENS = (0, 64, 128)
+# When passage 2 is read too (passage 1's P(no answer) from REREAD_ABOVE; over 1: never) and when it goes first (its
+# P(no answer) under REREAD_RATIO times passage 1's), chosen together on validation by answer-hit.
+REREAD_ABOVE = (2.0, 0.5, 0.2, 0.1, 0.05, 0.02)
+REREAD_RATIO = (1.0, 0.5, 0.2)
 # Questions no document here answers: chit-chat, recipes, code, emoji and punctuation.
 OFF_TOPIC = [
     "推荐一个好的意大利面食谱", "紅燒肉怎麼做才好吃？", "How do I make pancakes?", "Recommend a good pasta recipe.",
@@ -344,6 +348,11 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
                                     for tokens in WIDEN_TOKENS if tokens}
     widen = max([t for t in WIDEN_TOKENS if reach[t][1] <= MEDIAN_CHARS] or [0], key=lambda t: reach[t][0])
     model = dataclasses.replace(model, widen_tokens=widen)
+    # Answer-hit first, then unanswerable questions refused: a second reading may find an answer where none is.
+    rereads = {(above, ratio): outcome(dataclasses.replace(model, reread_above=above, reread_ratio=ratio))
+               for above in REREAD_ABOVE for ratio in REREAD_RATIO if above <= 1 or ratio == 1}
+    reread = max(rereads, key=lambda setting: (rereads[setting][0], rereads[setting][2]))
+    model = dataclasses.replace(model, reread_above=reread[0], reread_ratio=reread[1])
     drcd_questions = sum(item["corpus"] == "drcd" for item, _ in val_answerable)
     gate, short_threshold, gate_chosen = train_short_gate(*short_rows(bots, val_answerable, model, reader), drcd_questions)
     model = dataclasses.replace(model, short_gate=gate, short_threshold=short_threshold)
@@ -353,6 +362,8 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
         "short_threshold": short_threshold, "second_quote_share": second_share,
         "answer_hit_validation_by_quote_rule": {"hand-set": quote_hits[False], "ranker": quote_hits[True]},
         "widen_tokens": widen, "answer_hit_median_refused_validation_by_widen_tokens": reach,
+        "reread_above": reread[0], "reread_ratio": reread[1],
+        "answer_hit_median_refused_validation_by_reread": {f"{above:g} {ratio:g}": v for (above, ratio), v in rereads.items()},
         "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
         **span_chosen, **gate_chosen,
     }
@@ -535,7 +546,7 @@ def save(model: AnswerModel, path: Path = MODEL_FILE) -> None:
         "short_gate": model.short_gate.to_dict(), "found_threshold": model.found_threshold,
         "short_threshold": model.short_threshold, "second_quote_share": model.second_quote_share,
         "ranker_quotes": model.ranker_quotes,
-        "widen_tokens": model.widen_tokens,
+        "widen_tokens": model.widen_tokens, "reread_above": model.reread_above, "reread_ratio": model.reread_ratio,
     }
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -766,10 +777,14 @@ def markdown(results: dict) -> str:
     widening = (f"the best quote widens to the sentences the reader's span of up to {chosen['widen_tokens']} "
                 "tokens runs over (validation answer-hit and median answer by reach: "
                 + ", ".join(f"{tokens}: {hit:.4f} / {median:g}" for tokens, (hit, median, _) in by_reach.items()) + ")")
+    rereading = (f"passage 2 is read too when passage 1's P(no answer) reaches {chosen['reread_above']:g}, and goes first when "
+                 f"its P(no answer) is under {chosen['reread_ratio']:g} times passage 1's (validation answer-hit / unanswerable "
+                 "refused by setting: " + ", ".join(f"{k}: {hit:.4f} / {refused:.4f}" for k, (hit, _, refused)
+                                                   in chosen["answer_hit_median_refused_validation_by_reread"].items()) + ")")
     lines = [ANSWER_SECTION, "",
              "What ships is the hybrid: the learned confidence (P(the documents answer the question)) decides found or "
              f"refused; the quotes are {rule}: the rule with the higher answer-hit on validation (ranker "
-             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); {widening}; the short answer is the passage reader's "
+             f"{by_rule['ranker']:.4f}, hand-set {by_rule['hand-set']:.4f}); {widening}; {rereading}; the short answer is the passage reader's "
              "span inside the best quote (the span scorer's where the reader's lies outside it), shown when the short-answer gate's "
              "P(exact) clears its threshold. `learned` always quotes the ranker's sentences; `old` is "
              "the hand-set picker with its own thresholds.", "",

@@ -332,7 +332,7 @@ def _compose_hybrid(
 ) -> Answer:
     """The learned confidence decides found or refused; the quotes are the ranker's or the hand-set score's.
 
-    The passage reader reads the top passage (and a near-duplicate of it, _read_top); its start / end
+    The passage reader reads the top passage (and a near-duplicate of it, or passage 2 when it doubts the first: _read_top); its start / end
     probabilities per sentence feed the ranker and its "no answer" the confidence. ``model.ranker_quotes`` (chosen on validation by
     answer-hit) quotes the ranker's top sentence and the runner-up from second_quote_share; else
     the hand-set picker's (best sentence, up to MAX_QUOTES within keep_ratio), without its relevance
@@ -344,8 +344,8 @@ def _compose_hybrid(
     sentences = candidate_sentences(passages)
     if not any(s.end - s.start >= settings.min_quote_chars for s in sentences):  # nothing long enough to quote
         return Answer(message("not_found", language), passages, False, [], language, query, confidence=0.0)
-    ordered, reading, versions = _read_top(question, passages, reader)
-    if ordered is not passages:  # a near-duplicate moved: the sentences' ranks change
+    ordered, reading, versions = _read_top(question, passages, model, reader)
+    if ordered is not passages:  # a passage moved up: the sentences' ranks change
         passages, sentences = ordered, candidate_sentences(ordered)
     features = sentence_features(question, weights, passages, sentences, reading)
     shares = model.ranker.shares(features)
@@ -380,18 +380,28 @@ def _compose_hybrid(
     return answer
 
 
-def _read_top(question: str, passages: list[Passage], reader: PassageReader) -> tuple[list[Passage], Reading, bool]:
+def _read_top(
+    question: str, passages: list[Passage], model: AnswerModel, reader: PassageReader
+) -> tuple[list[Passage], Reading, bool]:
     """The reader's reading of the top passage, the passages in the order the answer uses them (the same list
-    unless a near-duplicate moves), and whether the first two are now versions of one text.
+    unless one moves up), and whether the first two are now versions of one text.
 
     Two versions of one text (an edited copy, a reprint, an older draft) can differ in just the answer, and the
     copy without it may rank first. When passage 2 or 3 is a near-duplicate of the first, both are read, the
     pair become passages 1 and 2, and the one the reader less doubts holds an answer (lower P(no answer)) goes
     first: rules chosen on the DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate
-    passages")."""
+    passages"). Otherwise, when the reader doubts passage 1 (P(no answer) from ``model.reread_above``), it reads
+    passage 2, which goes first if the reader doubts it less than ``model.reread_ratio`` times as much: retrieval
+    ranks the answer second for 2-4 % of questions (both settings chosen on validation: docs/architecture.md, "A second
+    reading")."""
     reading = reader.read(question, passages[0].text)
     twin = next((p for p in passages[1:PASSAGES_READ] if near_duplicates(passages[0].text, p.text)), None)
     if twin is None:
+        if reading.no_answer < model.reread_above or len(passages) < 2:
+            return passages, reading, False
+        second = reader.read(question, passages[1].text)
+        if second.no_answer < model.reread_ratio * reading.no_answer:
+            return [passages[1], passages[0], *passages[2:]], second, False
         return passages, reading, False
     rest = [p for p in passages[1:] if p is not twin]
     other = reading if twin.text == passages[0].text else reader.read(question, twin.text)  # a file added twice

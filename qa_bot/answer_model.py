@@ -241,6 +241,8 @@ class AnswerModel:
     second_quote_share: float  # the runner-up sentence is quoted too from this ranker share on
     ranker_quotes: bool = False  # quote the ranker's sentences, not the hand-set score's (chosen on validation)
     widen_tokens: int = 0  # the best quote widens to the sentences the reader's span of up to this many tokens covers (0: never)
+    reread_above: float = 2.0  # passage 2 is read too when passage 1's P(no answer) reaches this (over 1: never)
+    reread_ratio: float = 1.0  # ... and goes first when its P(no answer) is under this times passage 1's
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> AnswerModel:
@@ -249,6 +251,7 @@ class AnswerModel:
             Logistic.from_dict(data["ranker"]), Logistic.from_dict(data["confidence"]), SpanModel.from_dict(data["span"]),
             Logistic.from_dict(data["short_gate"]), float(data["found_threshold"]), float(data["short_threshold"]),
             float(data["second_quote_share"]), bool(data["ranker_quotes"]), int(data["widen_tokens"]),
+            float(data["reread_above"]), float(data["reread_ratio"]),
         )
 
 

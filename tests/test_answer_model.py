@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -15,6 +16,7 @@ from qa_bot.answer_model import (
     SHORT_FEATURE_NAMES,
     AnswerModel,
     Logistic,
+    default_model,
     log_odds,
     question_coverage,
     question_type,
@@ -214,18 +216,41 @@ def test_a_near_duplicate_of_the_top_passage_is_read_from_passage_3():
     passages = [Passage(draft, "draft.txt", 0, len(draft), 1.0), Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 0.9),
                 Passage(TEA, "tea.txt", 0, len(TEA), 0.8)]
 
-    ordered, reading, versions = answer._read_top("青山村的海拔有多高？", passages, DoubtingReader({draft: 0.9, TEA: 0.1}))
+    never = dataclasses.replace(default_model(), reread_above=2.0)  # no second reading unless a near-duplicate
+    ordered, reading, versions = answer._read_top("青山村的海拔有多高？", passages, never, DoubtingReader({draft: 0.9, TEA: 0.1}))
     assert [p.source for p in ordered] == ["tea.txt", "draft.txt", "marathon.txt"] and versions
     assert reading.no_answer == pytest.approx(0.1)
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", passages, DoubtingReader({draft: 0.1, TEA: 0.9}))
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", passages, never, DoubtingReader({draft: 0.1, TEA: 0.9}))
     assert [p.source for p in ordered] == ["draft.txt", "tea.txt", "marathon.txt"] and versions
     unrelated = passages[:2]  # reading the marathon would fail
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated, DoubtingReader({draft: 0.9}))
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", unrelated, never, DoubtingReader({draft: 0.9}))
     assert ordered is unrelated and not versions
     reader = DoubtingReader({TEA: 0.5})  # the same file added twice is read once
     twice = [passages[2], Passage(TEA, "tea (1).txt", 0, len(TEA), 0.8)]
-    ordered, _, versions = answer._read_top("青山村的海拔有多高？", twice, reader)
+    ordered, _, versions = answer._read_top("青山村的海拔有多高？", twice, default_model(), reader)
     assert ordered == twice and versions and reader.texts == [TEA]
+
+
+def test_passage_2_is_read_when_the_reader_doubts_passage_1():
+    """Retrieval ranks the answer's passage second: when the reader doubts passage 1 (P(no answer) from
+    reread_above), passage 2 is read and goes first if the reader doubts it under reread_ratio times as much.
+    A passage the reader does not doubt is the only one read."""
+    from qa_bot import answer
+
+    caption = "資料圖片"
+    passages = [Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 1.0), Passage(TEA, "tea.txt", 0, len(TEA), 0.9),
+                Passage(caption, "caption.txt", 0, len(caption), 0.8)]
+    model = dataclasses.replace(default_model(), reread_above=0.5, reread_ratio=0.2)
+
+    question = "青山村的海拔有多高？"
+    ordered, reading, versions = answer._read_top(question, passages, model, DoubtingReader({MARATHON: 0.9, TEA: 0.1}))
+    assert [p.source for p in ordered] == ["tea.txt", "marathon.txt", "caption.txt"] and not versions
+    assert reading.no_answer == pytest.approx(0.1)
+    ordered, reading, _ = answer._read_top(question, passages, model, DoubtingReader({MARATHON: 0.9, TEA: 0.5}))
+    assert ordered is passages and reading.no_answer == pytest.approx(0.9)  # 0.5 is not under 0.2 x 0.9
+    reader = DoubtingReader({MARATHON: 0.4})
+    ordered, _, _ = answer._read_top(question, passages, model, reader)
+    assert ordered is passages and reader.texts == [MARATHON]
 
 
 @pytest.mark.slow
@@ -247,6 +272,26 @@ def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedde
     assert answer.found and "一千兩百公尺" in answer.text, answer.text
     assert answer.citations[0].source == "tea.txt"
     assert [q.text for q in answer.quotes if answer.citations[q.citation - 1].source == "tea-draft.txt"] == ["青山村位於山區，地勢很高。"]
+
+
+@pytest.mark.slow
+def test_the_answer_in_passage_2_is_read_there(tmp_path, real_embedder):
+    """Retrieval ranks a passage without the answer first: the reader doubts it, reads passage 2 and the answer,
+    its short answer included, comes from there, cited first. Without the second reading it does not."""
+    from qa_bot.answer import compose
+
+    bot = bot_over(tmp_path, real_embedder, "marathon.txt", MARATHON)
+    (tmp_path / "docs" / "tea.txt").write_text(TEA, encoding="utf-8")
+    bot.update()
+    question = "白水鎮馬拉松的冠軍是誰？"
+    passages = sorted(bot.retrieve(question, k=5), key=lambda p: p.source != "tea.txt")
+    assert [p.source for p in passages] == ["tea.txt", "marathon.txt"]
+    answer = compose(question, question, passages, bot.store, bot._picker_for(bot.store))
+    assert answer.found and answer.short is not None and answer.short.text == "陳大文", answer.text
+    assert answer.citations[0].source == "marathon.txt"
+    never = dataclasses.replace(default_model(), reread_above=2.0)
+    once = compose(question, question, passages, bot.store, bot._picker_for(bot.store), model=never)
+    assert once.short is None or once.short.text != "陳大文"
 
 
 def test_the_other_version_is_quoted_where_it_says_something_else():
