@@ -363,7 +363,8 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
         "answer_hit_validation_by_quote_rule": {"hand-set": quote_hits[False], "ranker": quote_hits[True]},
         "widen_tokens": widen, "answer_hit_median_refused_validation_by_widen_tokens": reach,
         "reread_above": reread[0], "reread_ratio": reread[1],
-        "answer_hit_median_refused_validation_by_reread": {f"{above:g} {ratio:g}": v for (above, ratio), v in rereads.items()},
+        "answer_hit_median_refused_validation_by_reread": {
+            "never" if above > 1 else f"{above:g} / {ratio:g}": v for (above, ratio), v in rereads.items()},
         "train_questions": len(part["train"]), "validation_questions": len(part["validation"]),
         **span_chosen, **gate_chosen,
     }
@@ -779,7 +780,7 @@ def markdown(results: dict) -> str:
                 + ", ".join(f"{tokens}: {hit:.4f} / {median:g}" for tokens, (hit, median, _) in by_reach.items()) + ")")
     rereading = (f"passage 2 is read too when passage 1's P(no answer) reaches {chosen['reread_above']:g}, and goes first when "
                  f"its P(no answer) is under {chosen['reread_ratio']:g} times passage 1's (validation answer-hit / unanswerable "
-                 "refused by setting: " + ", ".join(f"{k}: {hit:.4f} / {refused:.4f}" for k, (hit, _, refused)
+                 "refused by reread_above / reread_ratio: " + ", ".join(f"{k}: {hit:.4f} / {refused:.4f}" for k, (hit, _, refused)
                                                    in chosen["answer_hit_median_refused_validation_by_reread"].items()) + ")")
     lines = [ANSWER_SECTION, "",
              "What ships is the hybrid: the learned confidence (P(the documents answer the question)) decides found or "

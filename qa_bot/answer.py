@@ -392,7 +392,7 @@ def _read_top(
     first: rules chosen on the DRCD hard-negative set's validation split (docs/architecture.md, "Near-duplicate
     passages"). Otherwise, when the reader doubts passage 1 (P(no answer) from ``model.reread_above``), it reads
     passage 2, which goes first if the reader doubts it less than ``model.reread_ratio`` times as much: retrieval
-    ranks the answer second for 2-4 % of questions (both settings chosen on validation: docs/architecture.md, "A second
+    ranks the answer second for 2-3 % of questions (both settings chosen on validation: docs/architecture.md, "A second
     reading")."""
     reading = reader.read(question, passages[0].text)
     twin = next((p for p in passages[1:PASSAGES_READ] if near_duplicates(passages[0].text, p.text)), None)
