@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.datasets import DRCD, HARDNEG, RESULTS, SEED_QUESTIONS, SEEDS, SHARED, read_jsonl
 from qa_bot import QABot
 from qa_bot.retriever import CANDIDATES, Retriever, check_question
-from qa_bot.textnorm import tokenize
+from qa_bot.textnorm import query_tokens
 
 _SPACE = re.compile(r"\s+")
 
@@ -95,7 +95,7 @@ def candidates(check: CheckSet, bot: QABot, questions: list[dict]) -> list[Score
         query = check_question(item["question"])
         dense = retriever.dense_scores(bot.embedder.encode_query(query), n)
         lexical = retriever.lexical_scores(query, n)
-        coverage = bot.store.coverage(tokenize(query), set(dense) | set(lexical))
+        coverage = bot.store.coverage(query_tokens(query), set(dense) | set(lexical))
         gold = {i for i in set(dense) | set(lexical) if is_gold(check, chunks[i], item)}
         out.append(Scored(item, dense, lexical, coverage, gold))
     return out

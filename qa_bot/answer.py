@@ -22,16 +22,18 @@ from .answer_model import (
     SpanModel,
     confidence_features,
     default_model,
+    names_in,
     sentence_features,
     short_features,
 )
 from .crosslingual import MIN_TERMS_FOUND, terms_found
-from .reader import PassageReader, Reading, load_reader
+from .reader import Reader, Reading, load_reader
 from .records import Passage
 from .short_answer import best_span
 from .stores.bm25 import idf
 from .textnorm import (
     ENGLISH_STOPWORDS,
+    QUESTION_WORDS,
     cjk_runs,
     has_cjk,
     latin_words,
@@ -48,8 +50,7 @@ if TYPE_CHECKING:
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+(?:[。！？；!?;]+[」』”’\"）)】]*)?")
 # Question words and particles carry no content: they must not make a sentence look relevant.
 _QUESTION_WORDS = re.compile(
-    r"什么|甚么|哪些|哪里|哪儿|哪个|哪位|哪一|哪|谁|几|多少|如何|怎样|怎么|为什么|为何|是否|吗|呢|吧|请问|"
-    r"的|了|是|在|有|和|与|及|之|对|把|被|让|给|从|向|于|以|为|这|那|其|该|此|个|位|次|年|月|日"
+    QUESTION_WORDS + r"|的|了|是|在|有|和|与|及|之|对|把|被|让|给|从|向|于|以|为|这|那|其|该|此|个|位|次|年|月|日"
 )
 _ELLIPTICAL_ZH = re.compile(r"^(那|那么|还有|另外|至于)|呢[？?]?$|^(他|她|它|他们|她们|其|该|这|此)")
 _ELLIPTICAL_EN = re.compile(r"^(and|what about|how about)\b|\b(he|she|it|they|him|her|them|his|its|their|that|this)\b", re.I)
@@ -286,7 +287,7 @@ def compose(
     settings: AnswerSettings = AnswerSettings(),
     model: AnswerModel | None = None,
     layer: str = "hybrid",
-    reader: PassageReader | None = None,
+    reader: Reader | None = None,
 ) -> Answer:
     """Choose the sentences that answer the question and assemble the cited answer.
 
@@ -328,7 +329,7 @@ def compose(
 
 def _compose_hybrid(
     question: str, query: str, passages: list[Passage], store: Store, picker: SentencePicker, weights: Counter,
-    model: AnswerModel, settings: AnswerSettings, ranker_quotes: bool, reader: PassageReader,
+    model: AnswerModel, settings: AnswerSettings, ranker_quotes: bool, reader: Reader,
 ) -> Answer:
     """The learned confidence decides found or refused; the quotes are the ranker's or the hand-set score's.
 
@@ -381,7 +382,7 @@ def _compose_hybrid(
 
 
 def _read_top(
-    question: str, passages: list[Passage], model: AnswerModel, reader: PassageReader
+    question: str, passages: list[Passage], model: AnswerModel, reader: Reader
 ) -> tuple[list[Passage], Reading, bool]:
     """The reader's reading of the top passage, the passages in the order the answer uses them (the same list
     unless one moves up), and whether the first two are now versions of one text.
@@ -393,11 +394,11 @@ def _read_top(
     passages"). Otherwise, when the reader doubts passage 1 (P(no answer) from ``model.reread_above``), it reads
     passage 2, which goes first if the reader doubts it less than ``model.reread_ratio`` times as much: retrieval
     ranks the answer second for 2-3 % of questions (both settings chosen on validation: docs/architecture.md, "A second
-    reading")."""
+    reading"), unless passage 2 lacks a name of the question's that passage 1 holds (_names_lost)."""
     reading = reader.read(question, passages[0].text)
     twin = next((p for p in passages[1:PASSAGES_READ] if near_duplicates(passages[0].text, p.text)), None)
     if twin is None:
-        if reading.no_answer < model.reread_above or len(passages) < 2:
+        if reading.no_answer < model.reread_above or len(passages) < 2 or _names_lost(question, *passages[:2]):
             return passages, reading, False
         second = reader.read(question, passages[1].text)
         if second.no_answer < model.reread_ratio * reading.no_answer:
@@ -408,6 +409,15 @@ def _read_top(
     if other.no_answer < reading.no_answer:
         return [twin, passages[0], *rest], other, True
     return [passages[0], twin, *rest], reading, True
+
+
+def _names_lost(question: str, first: Passage, second: Passage) -> bool:
+    """Whether the question names someone or something (names_in) that the first passage holds, its heading
+    included, and the second does not. A report's sections each name their own province, and the reader, sure of
+    Fujian's 「協商進村」, answered a question on how Beijing's CPPCC consults online from it."""
+    names = names_in(question)
+    holds = [to_simplified(f"{p.context}\n{p.text}") for p in (first, second)]
+    return any(name in holds[0] and name not in holds[1] for name in names)
 
 
 def _with_other_version(chosen: list[_Candidate], passages: list[Passage]) -> list[_Candidate]:

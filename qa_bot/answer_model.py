@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .reader import Reading
-from .textnorm import pos_cut, to_simplified, to_simplified_aligned, tokenize
+from .textnorm import QUESTION_WORDS, pos_cut, to_simplified, to_simplified_aligned, tokenize
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
@@ -47,9 +47,7 @@ QUESTION_TYPES: dict[str, tuple[re.Pattern, tuple[str, ...]]] = {
     "number": (re.compile(r"多少|几|多长|多大|多高|多远|多重|百分之|比例|第几"), ("m",)),
     "org": (re.compile(r"哪个(组织|机构|公司|单位|团体|部门|队|机关|学校|大学)|哪家|哪所|哪支"), ("nt",)),
 }
-_QUESTION_FILLER = re.compile(
-    r"什么|甚么|哪些|哪里|哪儿|哪个|哪位|哪一|哪|谁|几|多少|如何|怎样|怎么|为什么|为何|是否|吗|呢|吧|请问|的|了|是"
-)
+_QUESTION_FILLER = re.compile(QUESTION_WORDS + r"|的|了|是")
 _REPORTING = re.compile(r"表示|指出|认为|说|称|介绍|强调")
 _CREDIT = re.compile(r"记者|摄|图片|资料图|来源|编辑|责编|通讯员|新华社|报道")
 _PUNCT = re.compile(r"[\W_]+")
@@ -72,6 +70,12 @@ def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
         words.append((pair.word, pair.flag, position))
         position += len(pair.word)
     return tuple(words)
+
+
+def names_in(question: str) -> list[str]:
+    """The people, places, organisations and other proper names (jieba nr / ns / nt / nz) the question names,
+    Simplified, of two characters or more."""
+    return [w for w, tag, _ in pos_words(question) if _pos_group(tag) in ("nr", "ns", "nt", "nz") and len(w) > 1]
 
 
 def _pos_group(tag: str) -> str:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -208,6 +208,12 @@ def best_span(
     scores = np.where(band, starts[:, None] + ends[None, :], -np.inf)
     i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return int(i), int(j)
+
+
+class Reader(Protocol):
+    """What the answer layer asks of a reader: PassageReader, or a memo of its readings (make train)."""
+
+    def read(self, question: str, passage: str) -> Reading: ...
 
 
 class PassageReader:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .records import ChunkRecord, Passage
-from .textnorm import has_cjk, latin_words, tokenize
+from .textnorm import has_cjk, latin_words, query_tokens
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -117,10 +117,10 @@ class Retriever:
         return self.store.dense_search(query_vector, n)
 
     def lexical_scores(self, question: str, n: int) -> dict[int, float]:
-        """BM25 over Simplified uni+bigrams (Latin words included); for questions without CJK,
-        plus BM25 over the pinyin of the passages (names and places written in pinyin)."""
+        """BM25 over Simplified uni+bigrams (Latin words included; the question words left out: query_tokens);
+        for questions without CJK, plus BM25 over the pinyin of the passages (names and places written in pinyin)."""
         pinyin = None if has_cjk(question) else latin_words(question)
-        return self.store.lexical_search(tokenize(question), n, pinyin)
+        return self.store.lexical_search(query_tokens(question), n, pinyin)
 
     def search(self, question: str, k: int = 5, query_vector: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for a question, best first (Passage.score: the fused score, higher is better)."""
@@ -137,7 +137,7 @@ class Retriever:
         alpha = None if has_cjk(query) else self.fusion.pinyin_dense_weight
         coverage = None
         if alpha is None and lexical and self.fusion.method == "learned":
-            coverage = self.store.coverage(tokenize(query), set(dense) | set(lexical))
+            coverage = self.store.coverage(query_tokens(query), set(dense) | set(lexical))
         fused = self.fuse(dense, lexical, coverage, alpha, candidates=n)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         passages: list[Passage] = []

@@ -65,6 +65,7 @@ def test_clearly_offtopic_questions_are_not_found(seed_bot):
         ("交流會在哪裡召開？", "北京", None),
         ("六有是指甚麼？", "有組織、有制度、有陣地、有計劃、有活動、有考核", None),
         ("湖北省政协主席是谁？", "徐立全", None),
+        ("湖北省政協主席叫什麼名字？", "徐立全", None),  # 什麼 is no query token (textnorm.query_tokens)
     ],
 )
 def test_answer_or_plain_not_found_message(seed_bot, question, expected, message):
@@ -75,6 +76,16 @@ def test_answer_or_plain_not_found_message(seed_bot, question, expected, message
     else:
         assert not answer.found and message in answer.text
         assert answer.citations, "the closest passages are still listed"
+
+
+@pytest.mark.slow
+def test_a_question_on_one_province_is_not_answered_from_another(seed_bot, monkeypatch):
+    """The reader doubts the Beijing passage (its answer, 網絡議政遠程協商, sits two paragraphs below the name) and
+    is sure of Fujian's 「協商進村」 in passage 2, which does not name 北京市政協: passage 2 is not read in its place."""
+    question = "北京市政協在網上用什麼方式協商？"
+    assert "協商進村" not in seed_bot.ask(question).text
+    monkeypatch.setattr("qa_bot.answer._names_lost", lambda *passages: False)
+    assert "協商進村" in seed_bot.ask(question).text
 
 
 @pytest.mark.slow

@@ -253,6 +253,22 @@ def test_passage_2_is_read_when_the_reader_doubts_passage_1():
     assert ordered is passages and reader.texts == [MARATHON]
 
 
+def test_passage_2_is_not_read_when_it_lacks_a_name_passage_1_holds():
+    """The question names 白水鎮, which passage 1 holds: however much the reader doubts passage 1, a passage 2
+    without the name (a section on another place) is not read; with the name in its heading it is."""
+    from qa_bot import answer
+
+    model = dataclasses.replace(default_model(), reread_above=0.5, reread_ratio=0.2)
+    question = "白水鎮的茶葉品質如何？"
+    passages = [Passage(MARATHON, "marathon.txt", 0, len(MARATHON), 1.0), Passage(TEA, "tea.txt", 0, len(TEA), 0.9)]
+    reader = DoubtingReader({MARATHON: 0.9})
+    ordered, reading, _ = answer._read_top(question, passages, model, reader)
+    assert ordered is passages and reader.texts == [MARATHON] and reading.no_answer == pytest.approx(0.9)
+    headed = [passages[0], Passage(TEA, "tea.txt", 0, len(TEA), 0.9, context="白水鎮")]
+    ordered, reading, _ = answer._read_top(question, headed, model, DoubtingReader({MARATHON: 0.9, TEA: 0.1}))
+    assert ordered[0] is headed[1] and reading.no_answer == pytest.approx(0.1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("rank", [2, 3])
 def test_the_near_duplicate_that_holds_the_answer_is_read(tmp_path, real_embedder, rank):

@@ -12,7 +12,7 @@ from conftest import ROOT, seed_copy
 from qa_bot import QABot
 from qa_bot.retriever import FusionModel, FusionSettings, Retriever
 from qa_bot.stores.bm25 import idf
-from qa_bot.textnorm import tokenize
+from qa_bot.textnorm import query_tokens, tokenize
 
 
 def fuse(settings: FusionSettings, dense: dict, lexical: dict, coverage: dict | None = None,
@@ -84,6 +84,14 @@ def test_store_coverage_is_the_idf_of_the_question_words_a_passage_holds(fast_bo
     assert max(coverage.values()) > 0
 
 
+def test_question_words_are_no_query_tokens():
+    tokens = query_tokens("湖北省政協主席叫什麼名字？")
+    assert {"什", "么", "什么", "叫什", "么名"}.isdisjoint(tokens)
+    assert {"湖北", "主席", "叫", "名字"} <= set(tokens)  # only the words that ask go
+    assert query_tokens("湖北省政协主席是谁") == tokenize("湖北省政协主席是")
+    assert query_tokens("Who chairs the Hubei committee?") == tokenize("Who chairs the Hubei committee?")
+
+
 @pytest.fixture(scope="module")
 def float32_embedder():
     """The real model in float32 on every CPU class. The cases below sit on cosine margins of 0.003-0.007
@@ -125,6 +133,18 @@ def test_coverage_brings_the_lead_that_answers_first(seed_float32_bot):
     assert "交流會在北京召開" not in top(FusionSettings(0.0, "zscore"))
     assert "交流會在北京召開" not in top(FusionSettings(1.0, "zscore"))
     assert "交流會在北京召開" in top(FusionSettings())
+
+
+@pytest.mark.slow
+def test_the_words_that_ask_do_not_rank_passages(seed_float32_bot, monkeypatch):
+    """Through the real model: two passages that hold 什麼 elsewhere ranked above the one naming Hubei's
+    chairman while the words that ask counted in BM25 and coverage."""
+    def top() -> str:
+        return Retriever(seed_float32_bot.store, seed_float32_bot.embedder).search("湖北省政協主席叫什麼名字？", 1)[0].text
+
+    assert "徐立全" in top()
+    monkeypatch.setattr("qa_bot.retriever.query_tokens", tokenize)
+    assert "徐立全" not in top()
 
 
 # Through the real model: a DRCD article plus the near-duplicate of one of its paragraphs with the
