@@ -60,7 +60,7 @@ calibration: $(VENV)/.installed
 	$(BIN)/python bench/make_calibration.py
 
 # The answer model (qa_bot/answer_model.json) from DRCD dev near-miss + CMRC 2018 trial, deterministic;
-# also writes bench/results/answer_model.json and docs/answer-confidence.png (~23 minutes on an AVX2-only CPU
+# also writes bench/results/answer_model.json and docs/answer-confidence.png (~25 minutes on an AVX2-only CPU
 # with bench/cache warm: its "seconds"; the first run also retrieves and reads every question).
 train: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_answer.py
