@@ -610,7 +610,7 @@ TIME_EVERY = 4  # evaluate() times one question in this many: a p50 over ~500 qu
 def evaluate(bots: dict[str, QABot], items: list[dict], model: AnswerModel, split: str, reader: MemoReader) -> dict:
     """The three answer layers (LAYERS) on one split, by question group. One question in TIME_EVERY is timed as
     QABot.ask() runs it, the old picker and the hybrid interleaved, the reader reading anew; the others read
-    through ``reader`` (the same readings, already made): reading every question twice more added ~6 minutes
+    through ``reader`` (the same readings, already made): reading every question twice more added ~9 minutes
     to `make train` on an AVX2-only CPU (2026-12-06)."""
     pickers = {name: SentencePicker(bot.store) for name, bot in bots.items()}
     rows: dict[str, dict[str, list]] = {layer: {} for layer in LAYERS}
