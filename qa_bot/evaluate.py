@@ -1,4 +1,5 @@
-"""Evaluation harness behind `qa-bot eval`: retrieval recall/MRR, answer and citation hits, latency."""
+"""Evaluation harness behind `qa-bot eval`: retrieval recall/MRR, answer and citation hits, latency,
+and why each missed answer was missed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from .textnorm import to_simplified
 
 _SPACE = re.compile(r"\s+")
 _QUOTE_MARKS = "《》「」『』“”\"'〈〉()（）"
+# Why an answerable question's answer missed: it was refused, no retrieved passage holds a gold answer (retrieval
+# or chunking), or one does and the quotes are elsewhere (the answer layer). With answer_hit they partition the
+# answerable questions, so a user sees which part of the pipeline to look at.
+MISS_CAUSES = ("refused", "not_retrieved", "wrong_quote")
 
 
 def load_questions(path: Path) -> list[dict]:
@@ -81,6 +86,8 @@ def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
                 row["short_exact"] = is_exact(answer.short.text, answers)
             row["citation_hit"] = any(_contains_answer(p.text, answers) for p in answer.citations)
             row["top1_holds_answer"] = bool(passages) and _contains_answer(passages[0].text, answers)
+            cause = None if row["answer_hit"] else _miss_cause(answer.found, passages, answers)
+            row |= {f"miss_{name}": cause == name for name in MISS_CAUSES}
             if "source" in item and "start" in item:
                 rank = _gold_rank(passages, item)
                 row["recall@1"] = rank == 1
@@ -94,8 +101,18 @@ def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
             if row[field]:
                 groups[row[field]].append(row)
         report[f"by_{field}"] = {name: _summarise(group) for name, group in sorted(groups.items())}
-    report["misses"] = [r["id"] for r in rows if r["answerable"] and not r.get("answer_hit")]
+    report["misses"] = [r["id"] for r in rows if r["answerable"] and not r["answer_hit"]]
+    report["miss_causes"] = {name: [r["id"] for r in rows if r.get(f"miss_{name}")] for name in MISS_CAUSES}
     return report
+
+
+def _miss_cause(found: bool, passages: list[Passage], answers: list[str]) -> str:
+    """One of MISS_CAUSES for an answer that does not hold a gold answer; ``passages``: the top k retrieved."""
+    if not found:
+        return "refused"
+    if not any(_contains_answer(p.text, answers) for p in passages):
+        return "not_retrieved"
+    return "wrong_quote"
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -123,6 +140,7 @@ def _summarise(rows: list[dict]) -> dict:
         "no_answer_rate": (
             round(sum(not r["found"] for r in unanswerable) / len(unanswerable), 4) if unanswerable else None
         ),
+        **{f"miss_{name}": _mean(answerable, f"miss_{name}") for name in MISS_CAUSES},
         "short_shown": _mean(answerable, "short_shown"),
         "short_exact": _mean(answerable, "short_exact"),
         "median_answer_chars": float(np.median(chars)) if (chars := [r["answer_chars"] for r in rows if "answer_chars" in r]) else None,
@@ -157,4 +175,6 @@ def format_table(report: dict) -> str:
             value = column.get(key)
             cells.append("–" if value is None else (f"{value[0]} / {value[1]}" if isinstance(value, list) else str(value)))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{report['questions']} questions; misses: {', '.join(map(str, report['misses'][:30])) or 'none'}"
+    misses = "; ".join(f"{name.replace('_', ' ')}: {', '.join(map(str, ids[:30]))}"
+                       for name, ids in report["miss_causes"].items() if ids)
+    return "\n".join(lines) + f"\n\n{report['questions']} questions; misses: {misses or 'none'}"

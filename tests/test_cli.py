@@ -75,6 +75,22 @@ def test_eval_prints_a_table(index_dir, tmp_path):
     assert "answer_hit" in result.stdout and "no_answer_rate" in result.stdout
 
 
+def test_eval_says_why_each_answer_missed(index_dir, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"id": "hit", "question": "湖北省政協主席是誰？", "answers": ["徐立全"]}\n'
+        '{"id": "absent", "question": "湖北省政協主席是誰？", "answers": ["王忠林"]}\n'  # a gold answer no passage holds
+        '{"id": "refused", "question": "Recommend a good pasta recipe.", "answers": ["番茄"]}\n',
+        encoding="utf-8",
+    )
+    result = run("eval", str(questions), "--index", str(index_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["miss_causes"] == {"refused": ["refused"], "not_retrieved": ["absent"], "wrong_quote": []}
+    overall = report["overall"]
+    assert [overall["answer_hit"], overall["miss_refused"], overall["miss_not_retrieved"]] == [0.3333] * 3
+
+
 def test_migrate_to_milvus_then_ask_and_verify(index_dir, tmp_path):
     uri = str(tmp_path / "milvus.db")
     migrated = run("index", "migrate", "--to", "milvus", "--milvus-uri", uri, "--index", str(index_dir))
