@@ -190,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--passages", action="store_true", help="also print the full text of every cited passage")
     ask.set_defaults(func=cmd_ask)
 
-    evaluation = commands.add_parser("eval", parents=[common], help="score retrieval and answers on a question file")
+    evaluation = commands.add_parser("eval", parents=[common], help="score retrieval and answers on a question file; say why each answer missed")
     evaluation.add_argument("questions", help="JSONL file of {question, answers, [source, start, end]}")
-    evaluation.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10)")
+    evaluation.add_argument("-k", type=int, default=10, help="passages retrieved per question; a missed gold answer none of them holds is not_retrieved (default 10)")
     evaluation.set_defaults(func=cmd_eval)
 
     serve = commands.add_parser("serve", parents=[common], help="start the web chat")
