@@ -60,9 +60,9 @@ calibration: $(VENV)/.installed
 	$(BIN)/python bench/make_calibration.py
 
 # The answer model (qa_bot/answer_model.json) from DRCD dev near-miss + CMRC 2018 trial, deterministic;
-# also writes bench/results/answer_model.json and docs/answer-confidence.png (1,515 s on an AVX2-only CPU with
-# the reader's cache cold: its "seconds" and "seconds_by_step"; a first run also builds the DRCD and CMRC indexes
-# and retrieves every question, a few minutes more: docs/architecture.md, "make train's time").
+# also writes bench/results/answer_model.json and docs/answer-confidence.png (1,699 s on an AVX2-only CPU with
+# the reader's and the retrieval's caches cold: its "seconds" and "seconds_by_step"; a first run also builds the
+# DRCD and CMRC indexes, a minute or two more: docs/architecture.md, "make train's time").
 train: $(VENV)/.bench-installed
 	$(BIN)/python bench/train_answer.py
 

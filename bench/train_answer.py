@@ -6,14 +6,16 @@
 Data (../shared/benchmarks, licences in their READMEs): DRCD dev near-miss (CC BY-SA 3.0;
 answerable and near-topic unanswerable questions) and CMRC 2018 trial (CC BY-SA 4.0), each
 asked against its own index; off-topic negatives are the questions of one corpus asked
-against the other corpus' index plus OFF_TOPIC below. Every article (and every off-topic
+against the other corpus' index plus OFF_TOPIC below, and entity-swapped negatives
+(swapped_questions: an answerable question with one of its names replaced by a name of the
+same kind from another article, absent from its own). Every article (and every off-topic
 question) falls by a hash of its id into train (60 %), validation (20 %) or report (20 %):
 models are fitted on train, every setting (regularisation, thresholds) is chosen on
 validation, and the numbers in docs come from report. The seed questions (tests/data) are
 never trained on; they are reported separately.
 
-Retrieval results are cached under bench/cache/answer/ (git-ignored), so a re-run takes
-minutes. Writes qa_bot/answer_model.json, bench/results/answer_model.json and
+Retrieval results and the reader's readings are cached under bench/cache/answer/ (git-ignored),
+so a re-run takes minutes. Writes qa_bot/answer_model.json, bench/results/answer_model.json and
 docs/answer-confidence.png.
 """
 
@@ -30,6 +32,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -64,6 +67,7 @@ from qa_bot.answer_model import (  # noqa: E402
     Logistic,
     SpanModel,
     confidence_features,
+    name_spans,
     sentence_features,
 )
 from qa_bot.evaluate import is_exact  # noqa: E402
@@ -71,13 +75,18 @@ from qa_bot.reader import MODEL_FILE as READER_FILE  # noqa: E402
 from qa_bot.reader import Reading, load_reader  # noqa: E402
 from qa_bot.retriever import Retriever  # noqa: E402
 from qa_bot.short_answer import MAX_SENTENCE_CHARS, span_candidates  # noqa: E402
-from qa_bot.textnorm import has_cjk, to_simplified_aligned  # noqa: E402
+from qa_bot.textnorm import has_cjk, to_simplified, to_simplified_aligned  # noqa: E402
 
 SHARED = Path(os.environ.get("QA_BOT_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
 CACHE = ROOT / "bench" / "cache" / "answer"
 PLOT = ROOT / "docs" / "answer-confidence.png"
+DOCS = {"drcd": SHARED / "drcd-dev-nearmiss" / "docs", "cmrc": SHARED / "cmrc2018-trial" / "docs"}
 SEED = 0
 CROSS_SAMPLE = 500  # questions of one corpus asked against the other corpus' index, per direction
+SWAP_SAMPLE = 1000  # answerable questions that give an entity-swapped negative (swapped_questions)
+# How much an entity-swapped negative weighs in the confidence's training, against 1 for every other question
+# (0: not trained on): chosen on validation with the confidence's C (train()).
+SWAP_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5)
 # The confidence threshold keeps this share of each corpus' answerable validation questions: the issue's 0.95 bar
 # plus a margin (with 0.95, compose() found 0.948 of DRCD validation and 0.941 of report, 2026-12-03).
 MIN_FOUND = 0.97
@@ -163,6 +172,42 @@ def question_sets() -> tuple[dict[str, QABot], list[dict]]:
     return bots, [item for item in items if item["question"].strip()]  # CMRC trial has a blank question
 
 
+def _document_of(item: dict) -> str:
+    return _document(DOCS[item["corpus"]] / item["source"])
+
+
+def swapped_questions(items: list[dict], document_of: Callable[[dict], str] = _document_of) -> list[dict]:
+    """Entity-swapped negatives, the commonest kind of unanswerable question people write (SQuAD 2.0's
+    "entity swap"): SWAP_SAMPLE answerable questions, each with one of its names (jieba nr / ns / nt / nz, two
+    characters or more) replaced by a name of the same kind from another article of its corpus that its own
+    document never mentions: 「馬祖文學獎是由哪一單位所舉辦的活動？」 becomes 「馬爾庫斯文學獎是由哪一單位所舉辦的活動？」. Everything
+    else about the question still matches its paragraph, so only the swapped name tells it is not answered."""
+    answerable = [item for item in items if item["kind"] == "answerable"]
+    named = {id(item): [(item["question"][start:end], tag) for start, end, tag in name_spans(item["question"])]
+             for item in answerable}
+    pool: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for item in answerable:
+        for name, group in named[id(item)]:
+            pool.setdefault((item["corpus"], group), []).append((name, article_key(item["corpus"], item["source"])))
+    rng = np.random.default_rng(SEED)
+    swapped = []
+    for i in sorted(rng.choice(len(answerable), min(SWAP_SAMPLE, len(answerable)), replace=False)):
+        item = answerable[i]
+        if not named[id(item)]:
+            continue
+        name, group = named[id(item)][int(rng.integers(len(named[id(item)])))]
+        document = to_simplified(document_of(item))
+        article = article_key(item["corpus"], item["source"])
+        choices = [other for other, source in pool[item["corpus"], group]
+                   if source != article and to_simplified(other) not in document]
+        if not choices:
+            continue
+        other = choices[int(rng.integers(len(choices)))]
+        swapped.append({"id": f"swap-{item['id']}", "question": item["question"].replace(name, other, 1), "answers": [],
+                        "corpus": item["corpus"], "index": item["index"], "kind": "swapped", "split": item["split"]})
+    return swapped
+
+
 def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
     """The top-5 passages of every question, cached by the question list, the indexes' generations and
     the retrieval code and learned fusion weight (a change to either re-runs the retrieval)."""
@@ -185,16 +230,18 @@ def retrieve_all(bots: dict[str, QABot], items: list[dict]) -> list[list]:
 
 
 def read_all(items: list[dict], passages: list[list]) -> list:
-    """The reader's view of every question's top passage, cached by the passages and the reader's weights and code."""
-    key = hashlib.sha1(pickle.dumps([(i["question"], p[0].text if p else "") for i, p in zip(items, passages)])
-                       + READER_FILE.read_bytes() + (ROOT / "qa_bot" / "reader.py").read_bytes()).hexdigest()
+    """The reader's view of every question's top passage, cached by question and passage under the reader's
+    weights and code: new questions (or a retrieval change) read only what was not read before."""
+    key = hashlib.sha1(READER_FILE.read_bytes() + (ROOT / "qa_bot" / "reader.py").read_bytes()).hexdigest()
     path = CACHE / f"readings-{key[:16]}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    reader = load_reader()
-    readings = [reader.read(item["question"], found[0].text) if found else None for item, found in zip(items, passages)]
-    path.write_bytes(pickle.dumps(readings))
-    return readings
+    memo = pickle.loads(path.read_bytes()) if path.exists() else {}
+    pairs = [(item["question"], found[0].text) if found else None for item, found in zip(items, passages)]
+    unread = sorted({pair for pair in pairs if pair and pair not in memo})
+    if unread:
+        reader = load_reader()
+        memo |= {pair: reader.read(*pair) for pair in unread}
+        path.write_bytes(pickle.dumps(memo))
+    return [memo[pair] if pair else None for pair in pairs]
 
 
 class MemoReader:
@@ -233,13 +280,13 @@ def in_gold(passage, sentence, item: dict) -> bool:
     return passage.source == item.get("source") and start < item["end"] and item["start"] < passage.start + sentence.end
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float) -> Logistic:
-    """A standardised L2 logistic regression (scikit-learn, training only)."""
+def fit(x: np.ndarray, y: np.ndarray, c: float, weights: np.ndarray | None = None) -> Logistic:
+    """A standardised L2 logistic regression (scikit-learn, training only), rows weighted by ``weights``."""
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
+    model = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y, sample_weight=weights)
     return Logistic(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
@@ -284,6 +331,15 @@ def one_standard_error(scores: dict[float, float], by_corpus: dict[float, dict[s
     return max(l2 for l2, score in scores.items() if score >= scores[best] - error)
 
 
+def most_swapped_refused(refused: dict[tuple, tuple[float, float]], others: int) -> tuple:
+    """The setting that refuses the most entity-swapped questions among those that refuse the other unanswerable
+    questions (``others`` of them; the first rate of each setting) within one standard error of the best."""
+    best = max(other for other, _ in refused.values())
+    error = math.sqrt(best * (1 - best) / others)
+    return max((setting for setting, (other, _) in refused.items() if other >= best - error),
+               key=lambda setting: (refused[setting][1], refused[setting][0]))
+
+
 def top1(ranker: Logistic, pairs: list) -> float:
     """Share of answerable questions whose best-ranked sentence holds a gold answer."""
     return float(np.mean([holds(r["texts"][int(np.argmax(ranker.score(r["features"])))], i["answers"]) for i, r in pairs]))
@@ -319,20 +375,30 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
     val_x, val_answerable, val_ranked = question_rows(part["validation"])
 
     val_corpus = np.asarray([i["corpus"] for i, _ in part["validation"]])
+    train_swapped = np.asarray([i["kind"] == "swapped" for i, _ in part["train"]])
+    val_swapped = np.asarray([i["kind"] == "swapped" for i, _ in part["validation"]])
 
-    def refused_at_found(model: Logistic) -> tuple[float, float]:
-        """Unanswerable refused at the threshold that keeps MIN_FOUND of each corpus' answerable questions."""
+    def refused_at_found(model: Logistic) -> tuple[float, float, float]:
+        """Near-topic and off-topic questions refused, and entity-swapped ones, at the threshold that keeps MIN_FOUND
+        of each corpus' answerable questions."""
         p = model.probability(val_x)
         threshold = min(float(np.quantile(p[val_answerable & (val_corpus == c)], 1 - MIN_FOUND)) for c in ("drcd", "cmrc"))
-        return float((p[~val_answerable] < threshold).mean()), threshold
+        refused = p < threshold
+        return float(refused[~val_answerable & ~val_swapped].mean()), float(refused[val_swapped].mean()), threshold
 
-    fitted = {c: fit(conf_x, conf_y, c) for c in (0.03, 0.1, 0.3, 1.0)}
-    refused = {c: refused_at_found(m)[0] for c, m in fitted.items()}
-    c_confidence = max(refused, key=refused.get)
-    confidence = fitted[c_confidence]
-    found_threshold = refused_at_found(confidence)[1]
-    val_conf = confidence.probability(val_x)
-    second_share = _second_quote_share(part["validation"], val_ranked, val_conf >= found_threshold)
+    # The weight of the entity-swapped negatives and C: the most swapped questions refused among the fits that refuse
+    # the other unanswerable questions within one standard error of the best (what the issue's bars count comes first).
+    fitted = {(weight, c): fit(conf_x, conf_y, c, np.where(train_swapped, weight, 1.0))
+              for weight in SWAP_WEIGHTS for c in (0.03, 0.1, 0.3, 1.0)}
+    refused = {setting: refused_at_found(m)[:2] for setting, m in fitted.items()}
+    swap_weight, c_confidence = most_swapped_refused(refused, int((~val_answerable & ~val_swapped).sum()))
+    confidence = fitted[swap_weight, c_confidence]
+    found_threshold = refused_at_found(confidence)[2]
+    # The quotes are chosen on the questions the issue's bars count: the swapped negatives taught the confidence only.
+    kept = ~val_swapped
+    choosing = [pair for pair, keep in zip(part["validation"], kept) if keep]
+    val_found = confidence.probability(val_x[kept]) >= found_threshold
+    second_share = _second_quote_share(choosing, [r for r, keep in zip(val_ranked, kept) if keep], val_found)
     span, span_chosen = train_span(items)
 
     width = len(SHORT_FEATURE_NAMES)
@@ -341,7 +407,7 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
     val_answerable = [(i, r) for i, r in part["validation"] if i["kind"] == "answerable"]
 
     def outcome(changed: AnswerModel) -> tuple[float, float, float]:
-        return _answer_hit(bots, part["validation"], changed, reader)
+        return _answer_hit(bots, choosing, changed, reader)
 
     by_rule = {rule: outcome(dataclasses.replace(model, ranker_quotes=rule)) for rule in (False, True)}  # no widening yet
     quote_hits = {rule: hit for rule, (hit, _, _) in by_rule.items()}
@@ -360,7 +426,10 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
     model = dataclasses.replace(model, short_gate=gate, short_threshold=short_threshold)
     chosen = {
         "ranker_l2": l2_ranker, "ranker_top1_validation_by_l2": scores, "confidence_c": c_confidence,
-        "unanswerable_refused_validation_by_c": refused, "found_threshold": found_threshold,
+        "confidence_swap_weight": swap_weight,
+        "unanswerable_and_swapped_refused_validation_by_swap_weight_c": {
+            f"{weight:g} / {c:g}": v for (weight, c), v in refused.items()},
+        "found_threshold": found_threshold,
         "short_threshold": short_threshold, "second_quote_share": second_share,
         "answer_hit_validation_by_quote_rule": {"hand-set": quote_hits[False], "ranker": quote_hits[True]},
         "widen_tokens": widen, "answer_hit_median_refused_validation_by_widen_tokens": reach,
@@ -375,12 +444,11 @@ def train(bots: dict[str, QABot], items: list[dict], rows: list[dict], reader: M
 
 def gold_sentences(items: list[dict], split: str) -> list[dict]:
     """The first sentence of each answerable question's gold paragraph that holds a gold answer."""
-    folders = {"drcd": SHARED / "drcd-dev-nearmiss" / "docs", "cmrc": SHARED / "cmrc2018-trial" / "docs"}
     out = []
     for item in items:
-        if item["split"] != split or item["kind"] != "answerable" or item["corpus"] not in folders:
+        if item["split"] != split or item["kind"] != "answerable" or item["corpus"] not in DOCS:
             continue
-        paragraph = _document(folders[item["corpus"]] / item["source"])[item["start"] : item["end"]]
+        paragraph = _document(DOCS[item["corpus"]] / item["source"])[item["start"] : item["end"]]
         sentence = next((paragraph[a:b] for a, b in sentence_spans(paragraph)
                          if any(answer in paragraph[a:b] for answer in item["answers"])), None)
         if sentence:
@@ -560,6 +628,8 @@ GROUPS = {  # (corpus, kind) -> name in the results
     ("drcd", "answerable"): "drcd_nearmiss_answerable",
     ("drcd", "near-topic"): "drcd_nearmiss_unanswerable",
     ("cmrc", "answerable"): "cmrc_trial",
+    ("drcd", "swapped"): "entity_swapped",
+    ("cmrc", "swapped"): "entity_swapped",
 }
 
 
@@ -767,7 +837,8 @@ ANSWER_SECTION = "## Answer layer: hand-set picker (old), learned model (learned
 def markdown(results: dict) -> str:
     """The docs/quality.md section: the three answer layers (LAYERS) side by side."""
     names = {"drcd_nearmiss_answerable": "DRCD dev near-miss, answerable", "drcd_nearmiss_unanswerable":
-             "DRCD dev near-miss, near-topic unanswerable", "cmrc_trial": "CMRC 2018 trial", "off_topic": "off-topic"}
+             "DRCD dev near-miss, near-topic unanswerable", "cmrc_trial": "CMRC 2018 trial", "off_topic": "off-topic",
+             "entity_swapped": "entity-swapped (DRCD and CMRC)"}
     metrics = ("answer_hit", "found", "refused", "median_answer_chars", "short_shown", "short_exact_of_shown",
                "duplicate_quotes", "ask_ms_p50")
     header = ["| set | metric | " + " | ".join(LAYERS) + " |", "|---|---|" + "---|" * len(LAYERS)]
@@ -844,6 +915,7 @@ def main() -> None:
         laps.append((step, time.perf_counter()))
 
     bots, items = question_sets()
+    items += swapped_questions(items)
     passages = retrieve_all(bots, items)
     lap("indexes and retrieval")
     rows = featurise(bots, items, passages)

@@ -12,7 +12,7 @@ here with numpy, so scikit-learn stays a training-only dependency:
   (``ranker_quotes``, qa_bot.answer._compose_hybrid);
 - the confidence model turns the best sentence's features, how much of the question the passages
   hold and the reader's "no answer in the top passage" into P(the documents answer the question),
-  trained with near-topic and off-topic negatives;
+  trained with near-topic, off-topic and entity-swapped negatives;
 - the span scorer (qa_bot.short_answer) proposes a short answer, a run of characters inside the
   chosen sentence, where the reader has none; its character vocabularies are stored with it;
 - the short-answer gate turns what the reader and the span scorer say about the short answer
@@ -72,10 +72,17 @@ def pos_words(text: str) -> tuple[tuple[str, str, int], ...]:
     return tuple(words)
 
 
+def name_spans(question: str) -> list[tuple[int, int, str]]:
+    """Where the question names people, places, organisations or other proper names (jieba nr / ns / nt / nz, two
+    characters or more): start, end and the tag."""
+    return [(start, start + len(word), _pos_group(tag)) for word, tag, start in pos_words(question)
+            if _pos_group(tag) in ("nr", "ns", "nt", "nz") and len(word) > 1]
+
+
 def names_in(question: str) -> list[str]:
-    """The people, places, organisations and other proper names (jieba nr / ns / nt / nz) the question names,
-    Simplified, of two characters or more."""
-    return [w for w, tag, _ in pos_words(question) if _pos_group(tag) in ("nr", "ns", "nt", "nz") and len(w) > 1]
+    """The names of name_spans, Simplified."""
+    simplified = to_simplified_aligned(question)
+    return [simplified[start:end] for start, end, _ in name_spans(question)]
 
 
 def _pos_group(tag: str) -> str:
@@ -299,14 +306,20 @@ CORPUS_SCALED = ("passage_score_gap", "passage_similarity", "similarity_gap")
 def question_coverage(question: str, weights: Counter, passages: list, read: int) -> list[float]:
     """Near-topic signals: a question about a paragraph that is not indexed still finds its article, its
     people and places, but names things no retrieved passage mentions (天城文 in 「天城文在何時成為梵語的標準
-    書寫系統？」). The idf share of the question found in the first `read` passages together, and the
-    share of its jieba content words found in none of them. (How far the top passage leads the second
-    also separated them on DRCD, but depends on the index: in a one-article index every passage is near.)"""
+    書寫系統？」). The idf share of the question found in the first `read` passages together, the share of its
+    jieba content words found in none of them, and the share of its names (names_in) found in none of them,
+    headings included: a question that puts another name into an indexed fact (上海 for 北京) is otherwise
+    covered word for word but one (entity-swapped negatives, docs/architecture.md). (How far the top passage
+    leads the second also separated them on DRCD, but depends on the index: in a one-article index every
+    passage is near.)"""
     together = "\n".join(p.text for p in passages[:read])
     words = content_words(question)
     simplified = to_simplified(together)
     missing = sum(w not in simplified for w in words) / len(words) if words else 0.0
-    return [overlap(weights, together), missing]
+    names = names_in(question)
+    headed = to_simplified("\n".join(f"{p.context}\n{p.text}" for p in passages[:read]))
+    unnamed = sum(name not in headed for name in names) / len(names) if names else 0.0
+    return [overlap(weights, together), missing, unnamed]
 
 
 def short_features(

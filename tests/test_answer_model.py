@@ -73,10 +73,21 @@ def test_question_coverage_sees_what_no_passage_mentions():
     passages = [Passage("梵語是印度的古典語言，陸特和漢斯雷頓開創了歐洲對梵語的研究。", "a.txt", 0, 30, 1.0),
                 Passage("印歐語系因為梵語而被發現。", "a.txt", 31, 44, 0.5)]
     weights = Counter({"梵": 1.0, "语": 1.0, "梵语": 2.0, "天": 1.0, "城": 1.0, "天城": 2.0})
-    held, missing = question_coverage("天城文在何時成為梵語的標準書寫系統？", weights, passages, 3)
+    held, missing, _ = question_coverage("天城文在何時成為梵語的標準書寫系統？", weights, passages, 3)
     assert held == pytest.approx(4.0 / 8.0)
     assert 0.0 < missing < 1.0
-    assert question_coverage("誰開創了歐洲對梵語的研究？", Counter({"梵语": 1.0}), passages, 3) == [1.0, 0.0]
+    assert question_coverage("誰開創了歐洲對梵語的研究？", Counter({"梵语": 1.0}), passages, 3) == [1.0, 0.0, 0.0]
+
+
+def test_question_coverage_sees_a_name_no_passage_holds():
+    """An entity-swapped question (上海 put into Beijing's fact) is covered word for word but its name; a name only
+    in the passage's heading counts as held."""
+    passages = [Passage("北京市政協主席吉林表示，要堅持黨的領導。", "a.txt", 0, 20, 1.0, context="北京：堅持黨的領導")]
+    weights = Counter({"北京": 1.0, "上海": 1.0})
+    assert question_coverage("北京市政協主席吉林表示了甚麼？", weights, passages, 3)[2] == 0.0
+    assert question_coverage("上海市政協主席吉林表示了甚麼？", weights, passages, 3)[2] == 0.5  # 上海市政協, not 吉林
+    headed = [Passage("吉林表示，要堅持黨的領導。", "a.txt", 0, 13, 1.0, context="北京：堅持黨的領導")]
+    assert question_coverage("北京的吉林表示了甚麼？", weights, headed, 3)[2] == 0.0
 
 
 def bot_over(folder, embedder, name: str, text: str) -> QABot:
@@ -473,3 +484,28 @@ def test_the_short_answer_threshold_leaves_both_bars_a_margin():
     margin, threshold = _widest_margin(scores, exact, 8)
     assert threshold == 0.5 and margin == pytest.approx((0.8 - 0.85) / np.sqrt(0.85 * 0.15 / 5))
     assert _widest_margin(scores, exact, 6)[1] == 0.7  # of 6 questions, the top 3 (all exact) meet both bars
+
+
+def test_the_confidence_refuses_the_most_swapped_questions_without_losing_the_others():
+    from bench.train_answer import most_swapped_refused
+
+    refused = {(0.0, 0.3): (0.950, 0.32), (0.2, 0.3): (0.942, 0.48), (0.5, 0.3): (0.930, 0.55)}
+    assert most_swapped_refused(refused, 360) == (0.2, 0.3)  # 0.008 behind: within one standard error (0.0115)
+    assert most_swapped_refused(refused, 36_000) == (0.0, 0.3)  # now the others' loss is real
+
+
+def test_swapped_questions_put_a_name_the_document_never_mentions_into_an_answerable_question():
+    from bench.train_answer import swapped_questions
+
+    documents = {"doc-a.txt": "臺北市的人口約250萬。", "doc-b.txt": "新竹市的科學園區成立於1980年。", "doc-c.txt": "梵語是古典語言。"}
+    asked = {"doc-a.txt": "臺北市的人口有多少？", "doc-b.txt": "新竹市的科學園區成立於哪一年？", "doc-c.txt": "梵語是甚麼語言？"}
+    items = [{"id": source, "question": question, "answers": ["x"], "corpus": "drcd", "index": "drcd", "kind": "answerable",
+              "split": "train", "source": source} for source, question in asked.items()]
+    items.append({"id": "n", "question": "臺北市的面積有多大？", "answers": [], "corpus": "drcd", "index": "drcd",
+                  "kind": "near-topic", "split": "train", "source": "doc-a.txt"})
+    swapped = {swap["id"]: swap for swap in swapped_questions(items, lambda item: documents[item["source"]])}
+    # 梵語 (nz) has no other name of its kind to take its place; the near-topic question is no answerable one
+    assert sorted(swapped) == ["swap-doc-a.txt", "swap-doc-b.txt"]
+    assert swapped["swap-doc-a.txt"]["question"] == "新竹市的人口有多少？"
+    assert swapped["swap-doc-b.txt"]["question"] == "臺北市的科學園區成立於哪一年？"
+    assert all(swap["kind"] == "swapped" and swap["answers"] == [] and swap["split"] == "train" for swap in swapped.values())
