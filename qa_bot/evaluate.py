@@ -24,7 +24,8 @@ MISS_CAUSES = ("refused", "not_retrieved", "wrong_quote")
 
 
 def load_questions(path: Path) -> list[dict]:
-    """JSONL lines of {"question", "answers", optional "source"/"start"/"end", "lang", "id"}."""
+    """JSONL lines of {"question", "answers", optional "source"/"start"/"end", "lang", "id"}; a line without an id
+    is named by its line number, so the misses it lists can be found in the file."""
     questions = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -33,7 +34,7 @@ def load_questions(path: Path) -> list[dict]:
             item = json.loads(line)
             if "question" not in item or "answers" not in item:
                 raise ValueError(f"{path}:{number}: each line needs 'question' and 'answers'")
-            questions.append(item)
+            questions.append({"id": f"line {number}"} | item)
     return questions
 
 
@@ -72,7 +73,7 @@ def evaluate(bot: QABot, questions_path: Path, k: int = 10) -> dict:
         answer = bot.ask(item["question"], item.get("history"))
         ask_ms = (time.perf_counter() - started) * 1000
         answers = item["answers"] if item.get("answerable", True) else []  # near-miss: gold kept, answer not indexed
-        row = {"id": item.get("id"), "lang": item.get("lang", ""), "kind": item.get("kind", ""),
+        row = {"id": item["id"], "lang": item.get("lang", ""), "kind": item.get("kind", ""),
                "answerable": bool(answers),
                "found": answer.found, "retrieve_ms": retrieve_ms, "ask_ms": ask_ms, "confidence": answer.confidence}
         if answer.found:

@@ -61,3 +61,13 @@ def test_the_table_names_each_miss_with_its_cause(report):
     table = format_table(report)
     assert "| miss_not_retrieved | 0.25 |" in table
     assert table.endswith("misses: refused: refused; not retrieved: absent; wrong quote: elsewhere")
+
+
+def test_questions_without_an_id_are_named_by_their_line(tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "湖北省政協主席是誰？", "answers": ["徐立全"]}\n\n'
+                         '{"question": "湖北省政協秘書長是誰？", "answers": ["羅天山"]}\n', encoding="utf-8")
+    report = evaluate(ScriptedBot({"湖北省政協主席是誰？": (True, PASSAGES[0].text), "湖北省政協秘書長是誰？": (False, "")}),
+                      questions)
+    assert report["miss_causes"]["refused"] == ["line 3"]
+    assert format_table(report).endswith("misses: refused: line 3")
