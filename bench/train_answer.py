@@ -182,20 +182,19 @@ def swapped_questions(items: list[dict], document_of: Callable[[dict], str] = _d
     characters or more) replaced by a name of the same kind from another article of its corpus that its own
     document never mentions: 「馬祖文學獎是由哪一單位所舉辦的活動？」 becomes 「馬爾庫斯文學獎是由哪一單位所舉辦的活動？」. Everything
     else about the question still matches its paragraph, so only the swapped name tells it is not answered."""
-    answerable = [item for item in items if item["kind"] == "answerable"]
-    named = {id(item): [(item["question"][start:end], tag) for start, end, tag in name_spans(item["question"])]
-             for item in answerable}
+    named = [(item, [(item["question"][start:end], tag) for start, end, tag in name_spans(item["question"])])
+             for item in items if item["kind"] == "answerable"]
     pool: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for item in answerable:
-        for name, group in named[id(item)]:
+    for item, names in named:
+        for name, group in names:
             pool.setdefault((item["corpus"], group), []).append((name, article_key(item["corpus"], item["source"])))
     rng = np.random.default_rng(SEED)
     swapped = []
-    for i in sorted(rng.choice(len(answerable), min(SWAP_SAMPLE, len(answerable)), replace=False)):
-        item = answerable[i]
-        if not named[id(item)]:
+    for i in sorted(rng.choice(len(named), min(SWAP_SAMPLE, len(named)), replace=False)):
+        item, names = named[i]
+        if not names:
             continue
-        name, group = named[id(item)][int(rng.integers(len(named[id(item)])))]
+        name, group = names[int(rng.integers(len(names)))]
         document = to_simplified(document_of(item))
         article = article_key(item["corpus"], item["source"])
         choices = [other for other, source in pool[item["corpus"], group]

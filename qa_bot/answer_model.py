@@ -317,7 +317,7 @@ def question_coverage(question: str, weights: Counter, passages: list, read: int
     simplified = to_simplified(together)
     missing = sum(w not in simplified for w in words) / len(words) if words else 0.0
     names = names_in(question)
-    headed = to_simplified("\n".join(f"{p.context}\n{p.text}" for p in passages[:read]))
+    headed = to_simplified("\n".join(p.context for p in passages[:read])) + "\n" + simplified
     unnamed = sum(name not in headed for name in names) / len(names) if names else 0.0
     return [overlap(weights, together), missing, unnamed]
 
