@@ -18,6 +18,7 @@ import codecs
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -526,8 +527,8 @@ def _check_docx_body(path: Path) -> None:
                     element.clear()
                     if paragraphs > MAX_DOCX_PARAGRAPHS or chars > MAX_DOCX_CHARS:
                         break
-    except (KeyError, StopIteration, zipfile.BadZipFile, OSError, ValueError, etree.LxmlError):
-        return
+    except (KeyError, StopIteration, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, etree.LxmlError):
+        return  # a damaged deflate stream or a truncated member too: python-docx refuses it below
     if paragraphs > MAX_DOCX_PARAGRAPHS:
         raise DocumentError(
             f"the .docx has over {MAX_DOCX_PARAGRAPHS:,} paragraphs, more than one document may hold; split it"

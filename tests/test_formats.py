@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SEED_FILE
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qa_bot.loaders import SUPPORTED_SUFFIXES, DocumentError, decode, decode_html, html_to_text, load_text
@@ -374,6 +374,7 @@ _SAMPLES = {name: (FORMATS / name).read_bytes() for name in ("sample.pdf", "samp
     cut=st.floats(0, 1),
     flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
 )
+@example(name="sample.docx", cut=1.0, flips=[(0.0546875, 0)])  # a broken deflate stream in the main part: zlib.error
 def test_damaged_pdf_and_docx_raise_only_document_error(fuzz_dir, name, cut, flips):
     data = bytearray(_SAMPLES[name])
     for where, value in flips:
