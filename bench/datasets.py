@@ -14,6 +14,8 @@ RESULTS = ROOT / "bench" / "results"
 SEEDS = ROOT / "seeds"
 SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.jsonl"
 OFFTOPIC_QUESTIONS = ROOT / "tests" / "data" / "offtopic_questions.jsonl"
+# The seed article again, in the style of questions written outside the team (report only, never tuned on).
+SEED_PROBE = ROOT / "tests" / "data" / "seed_probe.jsonl"
 SHARED = ROOT.parent / "shared" / "benchmarks"
 DRCD = Path(os.environ.get("QA_BOT_DRCD", SHARED / "drcd-dev"))
 HARDNEG = ROOT / "bench" / "data" / "drcd-hardneg"  # made by bench/make_hardneg.py

@@ -216,7 +216,7 @@ def quality_section(quality: Any) -> list[str]:
     if not quality:
         return []
     rows = []
-    for name in ("seed", "drcd", "drcd_simplified"):
+    for name in ("seed", "seed_probe", "drcd", "drcd_simplified"):
         o = get(quality, name, "overall")
         if not o:
             continue
@@ -240,7 +240,7 @@ def readme_summary(data: dict[str, Any]) -> list[str]:
     quality = data["quality"]
     rows = []
     for name, label in (("drcd", "DRCD dev (Traditional)"), ("drcd_simplified", "DRCD dev, questions in Simplified"),
-                        ("seed", "Seed article, own questions")):
+                        ("seed", "Seed article, own questions"), ("seed_probe", "Seed article, outside-style probe")):
         o = get(quality, name, "overall")
         if o:
             rows.append([f"{label}, {fmt(get(quality, name, 'questions'))} questions",
@@ -274,6 +274,12 @@ def seed_caveat(quality: dict[str, Any]) -> list[str]:
     if refused:
         caveat += (f" Of its unanswerable questions, {' and '.join(refused)} ones (about the article's subject "
                    "but not answered in it) are refused (`found=False`); the others get an answer.")
+    probe = get(quality, "seed_probe", "overall", default={})
+    if probe:
+        caveat += (" The outside-style probe (tests/data/seed_probe.jsonl: other phrasings, unanswerable questions of "
+                   "other kinds; written to measure, never tuned on) is the nearer guide to questions we did not write: "
+                   f"{round(probe['no_answer_rate'] * probe['unanswerable'])} of its {probe['unanswerable']} "
+                   "unanswerable questions are refused.")
     return [caveat, ""]
 
 

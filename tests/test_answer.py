@@ -13,6 +13,7 @@ from qa_bot.answer import contextual_query, is_elliptical
 ORIGINAL = SEED_FILE.read_text(encoding="utf-8")
 SEED_QUESTIONS = [json.loads(line) for line in (DATA / "seed_questions.jsonl").open(encoding="utf-8")]
 OFFTOPIC = [json.loads(line) for line in (DATA / "offtopic_questions.jsonl").open(encoding="utf-8")]
+PROBE = [json.loads(line) for line in (DATA / "seed_probe.jsonl").open(encoding="utf-8")]
 
 
 def squash(text: str) -> str:
@@ -32,6 +33,16 @@ def assert_exact_citations(answer, index) -> None:
         for position, char in enumerate(passage.text):
             original = ORIGINAL[chunk.original_offset(position)]
             assert char == original or (char.isspace() and original.isspace())
+
+
+def test_probe_golds_are_the_articles_words_and_ids_unique():
+    """The outside-style probe (bench/run_quality.py reports it) must score what it claims: every gold answer is
+    text of the seed article, and the unanswerable questions are marked near-topic."""
+    article = squash(ORIGINAL)
+    assert len({item["id"] for item in PROBE}) == len(PROBE)
+    for item in PROBE:
+        assert all(squash(answer) in article for answer in item["answers"]), item["id"]
+        assert (item["kind"] == "near-topic") == (not item["answers"]), item["id"]
 
 
 @pytest.mark.slow
